@@ -1,0 +1,29 @@
+# Settings for halsal's own tests, examples and benchmarks (never exported to users).
+set(CMAKE_CXX_STANDARD ${HALSAL_CXX_STANDARD})
+set(CMAKE_CXX_STANDARD_REQUIRED ON)
+set(CMAKE_CXX_EXTENSIONS OFF)
+
+find_program(HALSAL_CCACHE ccache)
+if(HALSAL_CCACHE AND NOT CMAKE_CXX_COMPILER_LAUNCHER)
+  # pch_defines/time_macros: lets ccache cache translation units that use precompiled headers.
+  set(CMAKE_CXX_COMPILER_LAUNCHER "${CMAKE_COMMAND};-E;env;CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime;${HALSAL_CCACHE}")
+endif()
+
+add_library(halsal_dev_options INTERFACE)
+target_compile_options(halsal_dev_options INTERFACE -Wall -Wextra $<$<BOOL:${HALSAL_WERROR}>:-Werror>)
+if(HALSAL_SANITIZE)
+  target_compile_options(halsal_dev_options INTERFACE -fsanitize=address,undefined -fno-omit-frame-pointer)
+  target_link_options(halsal_dev_options INTERFACE -fsanitize=address,undefined)
+endif()
+
+# One precompiled <torch/torch.h> shared by all example programs: each saves ~20 s of parsing.
+add_library(halsal_pch OBJECT "${PROJECT_SOURCE_DIR}/cmake/pch.cpp")
+target_link_libraries(halsal_pch PRIVATE halsal::halsal halsal_dev_options)
+target_precompile_headers(halsal_pch PRIVATE <torch/torch.h> <vector> <string> <memory> <iostream>)
+
+# halsal_add_program(NAME SOURCES...): an executable over the library, with the shared PCH.
+function(halsal_add_program name)
+  add_executable(${name} ${ARGN})
+  target_link_libraries(${name} PRIVATE halsal::halsal halsal_dev_options)
+  target_precompile_headers(${name} REUSE_FROM halsal_pch)
+endfunction()

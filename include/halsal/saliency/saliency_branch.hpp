@@ -1,0 +1,113 @@
+// The saliency branch (paper §3.2): AlexNet-style convolutions, a 1×1 convolution and a ReLU that
+// give a one-channel map, bilinearly resized to the fusion point's resolution.
+#pragma once
+#include <torch/nn/functional/upsampling.h>
+#include <torch/nn/init.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/conv.h>
+
+#include <array>
+#include <string>
+#include <vector>
+
+#include "halsal/core/error.hpp"
+
+namespace halsal {
+
+/// Number of convolutional layers in the saliency branch (1..5; the paper found 4 best, Fig. 2).
+template <int N>
+struct Depth {
+  static constexpr int value = N;
+};
+
+template <class D>
+struct is_depth : std::false_type {};
+template <int N>
+struct is_depth<Depth<N>> : std::true_type {};
+/// True for Depth<N>, whatever N.
+template <class D>
+inline constexpr bool is_depth_v = is_depth<D>::value;
+
+/// Layout of the saliency branch; the defaults are the paper's.
+struct SaliencyOptions {
+  /// Channels of the branch's input: 3 reads the RGB image (HalSal), 1 reads a given map (SMIC).
+  int64_t in_channels = 3;
+  /// Convolution widths of AlexNet (Krizhevsky et al.): 96, 256, 384, 384, 256.
+  std::array<int64_t, 5> widths{96, 256, 384, 384, 256};
+};
+
+/// The branch with a runtime depth; `SaliencyBranch<N>` fixes it at compile time.
+/// Layers: conv1 11×11/4 → ReLU → max-pool 3/2, conv2 5×5 → ReLU → max-pool 3/2, conv3..conv5 3×3
+/// → ReLU, then `score` (1×1 → 1 channel) → ReLU. At a 227 input, conv4 gives 384×13×13 (§3.2).
+class SaliencyBranchImpl : public torch::nn::Module {
+ public:
+  explicit SaliencyBranchImpl(int depth = 4, SaliencyOptions options = {}) : depth_(depth) {
+    if (depth < 1 || depth > 5) throw Error("saliency branch depth must be 1..5, got " + std::to_string(depth));
+    namespace nn = torch::nn;
+    const int64_t kernels[5] = {11, 5, 3, 3, 3}, strides[5] = {4, 1, 1, 1, 1}, pads[5] = {0, 2, 1, 1, 1};
+    int64_t in = options.in_channels;
+    for (int i = 0; i < depth; ++i) {
+      const int64_t out = options.widths[i];
+      convs_.push_back(register_module(
+          "conv" + std::to_string(i + 1),
+          nn::Conv2d(nn::Conv2dOptions(in, out, kernels[i]).stride(strides[i]).padding(pads[i]))));
+      in = out;
+    }
+    score = register_module("score", nn::Conv2d(nn::Conv2dOptions(in, 1, 1)));
+    reset_parameters();
+  }
+
+  /// The map at the branch's own resolution (N×1×h×w, non-negative).
+  torch::Tensor forward(const torch::Tensor& x) {
+    auto h = x;
+    for (int i = 0; i < depth_; ++i) {
+      h = torch::relu(convs_[i](h));
+      if (i < 2) h = torch::max_pool2d(h, 3, 2);
+    }
+    return torch::relu(score(h));
+  }
+  /// The map resized bilinearly to `size` (the fusion point's h×w).
+  torch::Tensor forward(const torch::Tensor& x, std::vector<int64_t> size) {
+    namespace F = torch::nn::functional;
+    auto s = forward(x);
+    if (s.size(2) == size[0] && s.size(3) == size[1]) return s;
+    return F::interpolate(s, F::InterpolateFuncOptions().size(size).mode(torch::kBilinear).align_corners(false));
+  }
+
+  /// Xavier-uniform weights and zero biases: the paper's initialisation of the branch (§3.4).
+  void reset_parameters() {
+    torch::NoGradGuard no_grad;
+    for (auto& conv : convs_) {
+      torch::nn::init::xavier_uniform_(conv->weight);
+      torch::nn::init::zeros_(conv->bias);
+    }
+    torch::nn::init::xavier_uniform_(score->weight);
+    torch::nn::init::zeros_(score->bias);
+  }
+
+  /// Number of convolutional layers before the 1×1 score.
+  int depth() const { return depth_; }
+
+  torch::nn::Conv2d score{nullptr};
+
+ private:
+  int depth_;
+  std::vector<torch::nn::Conv2d> convs_;
+};
+
+/// Holder for a saliency branch of compile-time depth N.
+template <int N>
+class SaliencyBranch : public torch::nn::ModuleHolder<SaliencyBranchImpl> {
+  static_assert(N >= 1 && N <= 5,
+                "halsal: Depth<N> is the number of convolutional layers in the saliency branch and "
+                "must be 1 to 5 (the paper's default is Depth<4>)");
+
+ public:
+  using Impl = SaliencyBranchImpl;
+  /// A branch with the paper's widths; `options` overrides input channels and widths.
+  explicit SaliencyBranch(SaliencyOptions options = {})
+      : torch::nn::ModuleHolder<SaliencyBranchImpl>(std::make_shared<SaliencyBranchImpl>(N, options)) {}
+  SaliencyBranch(std::nullptr_t) : torch::nn::ModuleHolder<SaliencyBranchImpl>(nullptr) {}
+};
+
+}  // namespace halsal
