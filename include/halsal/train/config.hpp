@@ -1,0 +1,113 @@
+// A training run's configuration: the paper's profile, a fast CPU profile, and JSON round trips
+// (a checkpoint stores the configuration it was trained with).
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <string>
+
+#include "halsal/core/error.hpp"
+
+namespace halsal::train {
+
+/// Everything that decides how a network is trained and evaluated.
+struct TrainConfig {
+  std::string optimizer = "sgd";  ///< "sgd" (momentum) or "adam"
+  double lr = 1e-4;               ///< learning rate of the pretrained backbone (paper §4.1)
+  double new_layer_lr_scale = 1;  ///< head and saliency branch train at lr × this (paper: 1)
+  double momentum = 0.9;          ///< SGD momentum
+  double weight_decay = 5e-3;     ///< paper §4.1
+  std::string schedule = "constant";  ///< "constant", "cosine" or "onecycle"
+  double label_smoothing = 0;     ///< cross-entropy label smoothing
+  int epochs = 70;                ///< paper §4.1
+  int batch_size = 32;
+  int image_size = 224;           ///< training crop and evaluation size
+  bool random_resized_crop = true;  ///< false: squash whole images (small synthetic pictures)
+  double crop_scale_min = 0.08;   ///< RandomResizedCrop's smallest area share
+  bool freeze_batchnorm = true;   ///< FreezeOptions::freeze_batchnorm
+  std::string normalization = "imagenet";  ///< "imagenet" or "symmetric" (the shared MobileNetV2)
+  uint64_t seed = 0;
+  std::string device = "cpu";     ///< "cpu" or "cuda[:n]"
+  int workers = -1;               ///< loader threads; -1 = cores - 1
+  int eval_every = 1;             ///< validate every n epochs (and after the last)
+  std::filesystem::path checkpoint_dir;  ///< empty: no checkpoints; else resumable
+  std::filesystem::path metrics_jsonl;   ///< empty: none; else one JSON line per epoch
+  int stop_after_epochs = 0;      ///< > 0: stop early after this many epochs of this call (tests, time limits)
+  bool quiet = false;             ///< no progress output
+};
+
+/// The paper's profile (§4.1): SGD, lr 1e-4, weight decay 5e-3, 70 epochs, 224 px.
+inline TrainConfig paper_profile() { return TrainConfig{}; }
+
+/// A CPU-sized profile: 112 px, 12 epochs, new layers at 30× the backbone's rate, cosine schedule.
+/// Pretrained backbone rates stay small with frozen BatchNorm (see ../shared weights notes).
+inline TrainConfig fast_profile() {
+  TrainConfig c;
+  c.image_size = 112;
+  c.epochs = 12;
+  c.lr = 1e-4;
+  c.new_layer_lr_scale = 30;
+  c.schedule = "cosine";
+  c.batch_size = 32;
+  c.crop_scale_min = 0.35;
+  return c;
+}
+
+/// The configuration as JSON.
+inline nlohmann::json to_json(const TrainConfig& c) {
+  return {{"optimizer", c.optimizer},       {"lr", c.lr},
+          {"new_layer_lr_scale", c.new_layer_lr_scale}, {"momentum", c.momentum},
+          {"weight_decay", c.weight_decay}, {"schedule", c.schedule},
+          {"label_smoothing", c.label_smoothing}, {"epochs", c.epochs},
+          {"batch_size", c.batch_size},     {"image_size", c.image_size},
+          {"random_resized_crop", c.random_resized_crop}, {"crop_scale_min", c.crop_scale_min},
+          {"freeze_batchnorm", c.freeze_batchnorm}, {"normalization", c.normalization},
+          {"seed", c.seed},                 {"device", c.device}};
+}
+
+/// Reads the fields present in `j` over `base`; unknown fields are an error.
+inline TrainConfig from_json(const nlohmann::json& j, TrainConfig base = {}) {
+  if (!j.is_object()) throw Error("training configuration: expected a JSON object");
+  for (const auto& [key, value] : j.items()) {
+    try {
+      if (key == "optimizer") base.optimizer = value.get<std::string>();
+      else if (key == "lr") base.lr = value.get<double>();
+      else if (key == "new_layer_lr_scale") base.new_layer_lr_scale = value.get<double>();
+      else if (key == "momentum") base.momentum = value.get<double>();
+      else if (key == "weight_decay") base.weight_decay = value.get<double>();
+      else if (key == "schedule") base.schedule = value.get<std::string>();
+      else if (key == "label_smoothing") base.label_smoothing = value.get<double>();
+      else if (key == "epochs") base.epochs = value.get<int>();
+      else if (key == "batch_size") base.batch_size = value.get<int>();
+      else if (key == "image_size") base.image_size = value.get<int>();
+      else if (key == "random_resized_crop") base.random_resized_crop = value.get<bool>();
+      else if (key == "crop_scale_min") base.crop_scale_min = value.get<double>();
+      else if (key == "freeze_batchnorm") base.freeze_batchnorm = value.get<bool>();
+      else if (key == "normalization") base.normalization = value.get<std::string>();
+      else if (key == "seed") base.seed = value.get<uint64_t>();
+      else if (key == "device") base.device = value.get<std::string>();
+      else throw Error("training configuration: unknown field '" + key + "'");
+    } catch (const nlohmann::json::exception& e) {
+      throw Error("training configuration: field '" + key + "' has the wrong type (" + e.what() + ")");
+    }
+  }
+  return base;
+}
+
+/// Checks the values; throws an Error that names the bad field.
+inline void validate(const TrainConfig& c) {
+  auto fail = [](const std::string& what) { throw Error("training configuration: " + what); };
+  if (c.optimizer != "sgd" && c.optimizer != "adam") fail("optimizer must be sgd or adam, not " + c.optimizer);
+  if (c.schedule != "constant" && c.schedule != "cosine" && c.schedule != "onecycle")
+    fail("schedule must be constant, cosine or onecycle, not " + c.schedule);
+  if (c.normalization != "imagenet" && c.normalization != "symmetric")
+    fail("normalization must be imagenet or symmetric, not " + c.normalization);
+  if (!(c.lr > 0)) fail("lr must be positive");
+  if (!(c.new_layer_lr_scale > 0)) fail("new_layer_lr_scale must be positive");
+  if (c.epochs < 1) fail("epochs must be at least 1");
+  if (c.batch_size < 1) fail("batch_size must be at least 1");
+  if (c.image_size < 32 || c.image_size > 1024) fail("image_size must be 32..1024");
+  if (c.label_smoothing < 0 || c.label_smoothing >= 1) fail("label_smoothing must be in [0, 1)");
+}
+
+}  // namespace halsal::train

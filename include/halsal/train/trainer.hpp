@@ -1,0 +1,386 @@
+// The training engine: fits any composed network under a freeze policy, selects the model on
+// validation accuracy, evaluates it, checkpoints every epoch and resumes where a run stopped.
+#pragma once
+#include <torch/nn/functional/loss.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/sgd.h>
+
+#include <chrono>
+#include <cmath>
+#include <iomanip>
+#include <limits>
+#include <memory>
+#include <ostream>
+#include <vector>
+
+#include "halsal/data/data.hpp"
+#include "halsal/eval/metrics.hpp"
+#include "halsal/eval/saliency_score.hpp"
+#include "halsal/io/checkpoint.hpp"
+#include "halsal/io/state_dict.hpp"
+#include "halsal/policy/freeze.hpp"
+#include "halsal/saliency/spectral_residual.hpp"
+#include "halsal/train/config.hpp"
+#include "halsal/train/progress.hpp"
+
+namespace halsal::train {
+
+/// One epoch's numbers.
+struct EpochRecord {
+  int epoch = 0;
+  double loss = 0, train_accuracy = 0;
+  double val_accuracy = std::numeric_limits<double>::quiet_NaN();
+  double seconds = 0, images_per_s = 0;
+};
+
+/// What fit() did: the selected epoch and the history.
+struct FitResult {
+  int best_epoch = 0;  ///< 1-based epoch whose weights the network now holds
+  double best_val_accuracy = std::numeric_limits<double>::quiet_NaN();
+  int epochs_done = 0;  ///< epochs completed over all (resumed) calls
+  bool finished = false;  ///< all configured epochs done (false after stop_after_epochs)
+  std::vector<EpochRecord> history;
+};
+
+/// One test image's outcome.
+struct Prediction {
+  size_t index = 0;  ///< into the dataset's samples
+  int64_t label = 0, predicted = 0;
+  float confidence = 0;  ///< softmax probability of the prediction
+};
+
+/// evaluate()'s result: accuracy figures, each image's prediction, and where the saliency looks.
+struct EvalReport {
+  eval::ClassificationMetrics metrics{1};
+  std::vector<Prediction> predictions;
+  bool has_saliency_score = false;  ///< the network has a saliency map and the data masks
+  eval::SaliencyOnObjectSummary saliency_on_object;
+  double images_per_s = 0;
+};
+
+/// Top-1, top-5, mean per-class accuracy and (when known) the saliency-on-object score.
+inline std::ostream& operator<<(std::ostream& os, const EvalReport& r) {
+  os << std::fixed << std::setprecision(1) << "top-1 " << 100 * r.metrics.top1() << " %, top-5 "
+     << 100 * r.metrics.top5() << " %, mean per-class " << 100 * r.metrics.mean_per_class_accuracy()
+     << " % on " << r.metrics.count() << " images";
+  if (r.has_saliency_score) os << "; saliency on object: " << r.saliency_on_object;
+  return os << std::defaultfloat;
+}
+
+namespace detail {
+/// Learning-rate factor at optimizer step `step` of `total` for a schedule.
+inline double schedule_factor(const std::string& schedule, int64_t step, int64_t total) {
+  const double t = total > 1 ? static_cast<double>(step) / static_cast<double>(total - 1) : 1.0;
+  const double pi = 3.14159265358979323846;
+  if (schedule == "cosine") return 0.5 * (1 + std::cos(pi * t));
+  if (schedule == "onecycle") {  // linear warm-up over 30 %, then cosine down to 1/25 of the start
+    const double warm = 0.3;
+    if (t < warm) return 1.0 / 25 + (1 - 1.0 / 25) * t / warm;
+    return 1.0 / 25 + (1 - 1.0 / 25) * 0.5 * (1 + std::cos(pi * (t - warm) / (1 - warm)));
+  }
+  return 1.0;
+}
+inline data::Normalization normalization_of(const TrainConfig& c) {
+  return c.normalization == "symmetric" ? data::Normalization::symmetric() : data::Normalization::imagenet();
+}
+}  // namespace detail
+
+/// Trains `Net` (a HalSalNet, SmicNet or RgbNet holder) with `Policy` (StepI, ApproachA,
+/// ApproachB, LinearProbe). SmicNet gets spectral-residual maps computed from each batch.
+template <class Net, class Policy>
+class Trainer {
+  using Impl = typename Net::ContainedType;
+
+ public:
+  /// Applies the policy and builds the optimizer; the network moves to config.device.
+  Trainer(Net net, TrainConfig config) : net_(std::move(net)), config_(std::move(config)), device_(config_.device) {
+    validate(config_);
+    net_->to(device_);
+    groups_ = apply_policy<Policy>(net_, FreezeOptions{config_.freeze_batchnorm});
+    build_optimizer();
+  }
+
+  /// Trains on `train`, validates on `val` (may be empty: then the last epoch is selected), and
+  /// leaves the network holding the selected weights. Resumes from config.checkpoint_dir.
+  FitResult fit(const data::Subset& train, const data::Subset& val) {
+    if (train.empty()) throw Error("Trainer: the training set is empty");
+    if (train.num_classes() > 0 && logits_width() != train.num_classes())
+      throw Error("Trainer: the network has " + std::to_string(logits_width()) + " outputs but the data " +
+                  std::to_string(train.num_classes()) + " classes");
+    data::LoaderOptions lo = loader_options(/*training=*/true);
+    data::Loader loader(train, lo);
+    const int64_t steps_per_epoch = static_cast<int64_t>(loader.batches_per_epoch());
+    const int64_t total_steps = steps_per_epoch * config_.epochs;
+
+    FitResult result;
+    int64_t step = 0;
+    resume(result, step);
+    std::unique_ptr<JsonlWriter> jsonl;
+    if (!config_.metrics_jsonl.empty()) jsonl = std::make_unique<JsonlWriter>(config_.metrics_jsonl, result.epochs_done > 0);
+
+    ProgressOptions po;
+    po.prefix = progress_prefix_;
+    if (config_.quiet) po.style = ProgressStyle::Silent;
+    Progress progress(config_.epochs, steps_per_epoch, po);
+    const auto norm = detail::normalization_of(config_);
+    int run_this_call = 0;
+    for (int epoch = result.epochs_done + 1; epoch <= config_.epochs; ++epoch) {
+      if (config_.stop_after_epochs > 0 && run_this_call >= config_.stop_after_epochs) break;
+      net_->train();
+      progress.begin_epoch(epoch);
+      loader.start_epoch(epoch);
+      const auto t0 = std::chrono::steady_clock::now();
+      double loss_sum = 0;
+      int64_t correct = 0, seen = 0;
+      while (auto batch = loader.next()) {
+        set_learning_rates(detail::schedule_factor(config_.schedule, step, total_steps));
+        const auto x = norm(batch->images, device_);
+        const auto labels = batch->labels.to(device_);
+        optimizer_->zero_grad();
+        const auto out = run(x, batch->images);
+        auto loss = torch::nn::functional::cross_entropy(
+            out.logits, labels, torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(config_.label_smoothing));
+        loss.backward();
+        optimizer_->step();
+        ++step;
+        const int64_t n = batch->size();
+        const int64_t c = out.logits.argmax(1).eq(labels).sum().template item<int64_t>();
+        const double l = loss.template item<double>();
+        loss_sum += l * static_cast<double>(n);
+        correct += c;
+        seen += n;
+        progress.step(l, c, n);
+      }
+      EpochRecord rec;
+      rec.epoch = epoch;
+      rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      rec.loss = loss_sum / std::max<int64_t>(1, seen);
+      rec.train_accuracy = static_cast<double>(correct) / std::max<int64_t>(1, seen);
+      rec.images_per_s = static_cast<double>(seen) / std::max(1e-9, rec.seconds);
+      const bool last = epoch == config_.epochs;
+      std::vector<std::pair<std::string, double>> extra;
+      if (!val.empty() && (epoch % std::max(1, config_.eval_every) == 0 || last)) {
+        rec.val_accuracy = evaluate(val, /*keep_predictions=*/false).metrics.top1();
+        extra.emplace_back("val_acc", rec.val_accuracy);
+      }
+      // Selection: best validation top-1 (earliest on ties); without validation, the last epoch.
+      const bool better = val.empty() ? true
+                          : !std::isnan(rec.val_accuracy) &&
+                                (std::isnan(result.best_val_accuracy) || rec.val_accuracy > result.best_val_accuracy);
+      if (better) {
+        result.best_epoch = epoch;
+        result.best_val_accuracy = rec.val_accuracy;
+        best_state_ = snapshot();
+        if (!config_.checkpoint_dir.empty()) write_best();
+      }
+      auto line = progress.end_epoch(extra);
+      if (jsonl) jsonl->write(line);
+      result.history.push_back(rec);
+      result.epochs_done = epoch;
+      ++run_this_call;
+      if (!config_.checkpoint_dir.empty()) write_checkpoint(result, step);
+    }
+    result.finished = result.epochs_done >= config_.epochs;
+    if (!best_state_.empty()) restore(best_state_);
+    return result;
+  }
+
+  /// Evaluates the network as it is on `subset` (eval-mode, center crops).
+  EvalReport evaluate(const data::Subset& subset, bool keep_predictions = true) {
+    EvalReport report;
+    report.metrics = eval::ClassificationMetrics(std::max<int64_t>(1, logits_width()),
+                                                 subset.dataset ? subset.dataset->class_names : std::vector<std::string>{});
+    if (subset.empty()) return report;
+    data::LoaderOptions lo = loader_options(/*training=*/false);
+    lo.masks = Impl::has_saliency && subset.dataset->has_masks();
+    data::Loader loader(subset, lo);
+    const bool was_training = net_->is_training();
+    net_->eval();
+    torch::NoGradGuard no_grad;
+    const auto norm = detail::normalization_of(config_);
+    std::vector<eval::SaliencyOnObject> scores;
+    const auto t0 = std::chrono::steady_clock::now();
+    int64_t seen = 0;
+    loader.start_epoch(0);
+    while (auto batch = loader.next()) {
+      const auto out = run(norm(batch->images, device_), batch->images);
+      const auto logits = out.logits.to(torch::kCPU).to(torch::kFloat32);
+      report.metrics.add_logits(logits, batch->labels);
+      if (keep_predictions) {
+        const auto prob = torch::softmax(logits, 1);
+        const auto best = prob.max(1);
+        const auto conf = std::get<0>(best), pred = std::get<1>(best);
+        for (int64_t i = 0; i < batch->size(); ++i)
+          report.predictions.push_back({batch->indices[static_cast<size_t>(i)], batch->labels[i].template item<int64_t>(),
+                                        pred[i].template item<int64_t>(), conf[i].template item<float>()});
+      }
+      if (lo.masks && out.saliency.defined()) {
+        auto s = eval::saliency_on_object(out.saliency.to(torch::kCPU), batch->masks);
+        scores.insert(scores.end(), s.begin(), s.end());
+      }
+      seen += batch->size();
+    }
+    report.images_per_s = static_cast<double>(seen) /
+                          std::max(1e-9, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    if (lo.masks) {
+      report.has_saliency_score = true;
+      report.saliency_on_object = eval::summarize(scores);
+    }
+    net_->train(was_training);
+    return report;
+  }
+
+  /// The network being trained.
+  Net& net() { return net_; }
+  /// The configuration in use.
+  const TrainConfig& config() const { return config_; }
+  /// The trainable parameters by part.
+  const ParamGroups& parameter_groups() const { return groups_; }
+  /// The optimizer (SGD or Adam) over the parameter groups.
+  torch::optim::Optimizer& optimizer() { return *optimizer_; }
+  /// Text before every progress line, e.g. "[B k=5 seed=0] ".
+  void set_progress_prefix(std::string prefix) { progress_prefix_ = std::move(prefix); }
+
+  /// The forward pass the trainer uses: SmicNet gets spectral-residual maps of the batch.
+  NetOutput run(const torch::Tensor& x, const torch::Tensor& images_u8) {
+    if constexpr (Impl::reads_saliency_map) {
+      const auto maps = saliency::spectral_residual(images_u8.to(device_).to(torch::kFloat32).div(255));
+      return net_->forward_full(x, maps);
+    } else {
+      (void)images_u8;
+      return net_->forward_full(x);
+    }
+  }
+
+ private:
+  int64_t logits_width() {
+    auto head = net_->backbone->head();
+    return head->weight.size(0);
+  }
+
+  data::LoaderOptions loader_options(bool training) const {
+    data::LoaderOptions lo;
+    lo.batch_size = config_.batch_size;
+    lo.seed = config_.seed;
+    lo.shuffle = training;
+    lo.workers = config_.workers;
+    lo.quiet = config_.quiet;
+    if (!config_.random_resized_crop) lo.transform = data::Transform::squash(config_.image_size);
+    else if (training) lo.transform = data::Transform::train(config_.image_size, {config_.crop_scale_min, 1.0});
+    else lo.transform = data::Transform::eval(config_.image_size);
+    if (!training) lo.transform.flip = 0;
+    if (training && !config_.random_resized_crop) lo.transform.flip = 0.5;
+    lo.pin_memory = device_.is_cuda();
+    return lo;
+  }
+
+  void build_optimizer() {
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    base_lrs_.clear();
+    auto add = [&](const std::vector<torch::Tensor>& params, double lr) {
+      if (params.empty()) return;
+      base_lrs_.push_back(lr);
+      if (config_.optimizer == "adam") {
+        groups.emplace_back(params, std::make_unique<torch::optim::AdamOptions>(
+                                        torch::optim::AdamOptions(lr).weight_decay(config_.weight_decay)));
+      } else {
+        groups.emplace_back(params, std::make_unique<torch::optim::SGDOptions>(
+                                        torch::optim::SGDOptions(lr).momentum(config_.momentum).weight_decay(config_.weight_decay)));
+      }
+    };
+    add(groups_.backbone, config_.lr);
+    add(groups_.head, config_.lr * config_.new_layer_lr_scale);
+    add(groups_.saliency, config_.lr * config_.new_layer_lr_scale);
+    if (groups.empty()) throw Error(std::string("Trainer: policy ") + Policy::name + " leaves nothing to train");
+    if (config_.optimizer == "adam")
+      optimizer_ = std::make_unique<torch::optim::Adam>(std::move(groups), torch::optim::AdamOptions(config_.lr));
+    else
+      optimizer_ = std::make_unique<torch::optim::SGD>(std::move(groups), torch::optim::SGDOptions(config_.lr));
+  }
+
+  void set_learning_rates(double factor) {
+    auto& groups = optimizer_->param_groups();
+    for (size_t i = 0; i < groups.size(); ++i) groups[i].options().set_lr(base_lrs_[i] * factor);
+  }
+
+  std::vector<torch::Tensor> snapshot() const {
+    std::vector<torch::Tensor> s;
+    for (const auto& kv : io::state_dict(*net_)) s.push_back(kv.value().detach().clone());
+    return s;
+  }
+  void restore(const std::vector<torch::Tensor>& state) {
+    torch::NoGradGuard no_grad;
+    size_t i = 0;
+    for (auto& kv : io::state_dict(*net_)) kv.value().copy_(state.at(i++));
+  }
+
+  std::filesystem::path best_file() const { return config_.checkpoint_dir / "best.safetensors"; }
+  void write_best() const { io::save_weights(*net_, best_file()); }
+
+  void write_checkpoint(const FitResult& r, int64_t step) const {
+    io::CheckpointInfo info;
+    info.epoch = r.epochs_done;
+    info.step = step;
+    nlohmann::json history = nlohmann::json::array();
+    for (const auto& h : r.history)
+      history.push_back({{"epoch", h.epoch}, {"loss", h.loss}, {"train_accuracy", h.train_accuracy},
+                         {"val_accuracy", std::isnan(h.val_accuracy) ? nlohmann::json() : nlohmann::json(h.val_accuracy)},
+                         {"seconds", h.seconds}, {"images_per_s", h.images_per_s}});
+    info.config = {{"train", to_json(config_)},
+                   {"policy", Policy::name},
+                   {"network", Impl::name()},
+                   {"best_epoch", r.best_epoch},
+                   {"best_val_accuracy", std::isnan(r.best_val_accuracy) ? nlohmann::json() : nlohmann::json(r.best_val_accuracy)},
+                   {"history", history}};
+    io::save_checkpoint(io::checkpoint_path(config_.checkpoint_dir, r.epochs_done), *net_, optimizer_.get(), info);
+    // Keep the newest two: one may be unreadable if the machine dies mid-write of the next.
+    auto all = io::list_checkpoints(config_.checkpoint_dir);
+    for (size_t i = 0; i + 2 < all.size(); ++i) std::filesystem::remove(all[i].second);
+  }
+
+  void resume(FitResult& r, int64_t& step) {
+    if (config_.checkpoint_dir.empty()) return;
+    std::filesystem::create_directories(config_.checkpoint_dir);
+    auto latest = io::latest_checkpoint(config_.checkpoint_dir);
+    if (!latest) return;
+    const auto info = io::load_checkpoint(*latest, *net_, optimizer_.get());
+    const auto& c = info.config;
+    if (c.value("network", std::string()) != Impl::name() || c.value("policy", std::string()) != Policy::name)
+      throw file_error(*latest, "checkpoint of " + c.value("network", std::string("?")) + " / " +
+                                    c.value("policy", std::string("?")) + ", not of " + Impl::name() + " / " + Policy::name);
+    r.epochs_done = static_cast<int>(info.epoch);
+    r.best_epoch = c.value("best_epoch", 0);
+    r.best_val_accuracy = c.contains("best_val_accuracy") && c["best_val_accuracy"].is_number()
+                              ? c["best_val_accuracy"].template get<double>()
+                              : std::numeric_limits<double>::quiet_NaN();
+    for (const auto& h : c.value("history", nlohmann::json::array())) {
+      EpochRecord e;
+      e.epoch = h.value("epoch", 0);
+      e.loss = h.value("loss", 0.0);
+      e.train_accuracy = h.value("train_accuracy", 0.0);
+      e.val_accuracy = h["val_accuracy"].is_number() ? h["val_accuracy"].template get<double>() : std::numeric_limits<double>::quiet_NaN();
+      e.seconds = h.value("seconds", 0.0);
+      e.images_per_s = h.value("images_per_s", 0.0);
+      r.history.push_back(e);
+    }
+    step = info.step;
+    if (r.best_epoch > 0 && std::filesystem::exists(best_file())) {
+      // The selected weights, without disturbing the resumed ones.
+      const auto current = snapshot();
+      io::load_weights(*net_, best_file());
+      best_state_ = snapshot();
+      restore(current);
+    }
+  }
+
+  Net net_;
+  TrainConfig config_;
+  torch::Device device_;
+  ParamGroups groups_;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  std::vector<double> base_lrs_;
+  std::vector<torch::Tensor> best_state_;
+  std::string progress_prefix_;
+};
+
+}  // namespace halsal::train

@@ -1,0 +1,187 @@
+// The training engine on the synthetic default data: it learns, Step I touches only the saliency
+// branch, an interrupted run resumes to the same weights, and the configuration is checked.
+#include <halsal/halsal.hpp>
+#include <halsal/train/trainer.hpp>
+
+#include "test_support.hpp"
+
+using namespace halsal;
+namespace hd = halsal::data;
+
+namespace {
+
+std::shared_ptr<const hd::Dataset> small_synthetic() {
+  hd::SyntheticOptions o;
+  o.classes = 4;  // {plain, ring centre} x {two close shades}
+  o.per_class = 40;
+  o.size = 64;
+  o.seed = 7;
+  o.clutter = 0;  // an easy version: the test checks the engine, not the method
+  o.min_scale = 0.6;
+  o.max_scale = 0.9;
+  return std::make_shared<const hd::Dataset>(hd::synthetic(o));
+}
+
+train::TrainConfig small_config() {
+  train::TrainConfig c;
+  c.optimizer = "adam";
+  c.lr = 1e-3;
+  c.weight_decay = 0;
+  c.epochs = 8;
+  c.batch_size = 16;
+  c.image_size = 64;
+  c.random_resized_crop = false;
+  c.freeze_batchnorm = false;  // from scratch: BatchNorm must learn its statistics
+  c.schedule = "cosine";
+  c.workers = 1;
+  c.quiet = true;
+  return c;
+}
+
+std::vector<torch::Tensor> weights(torch::nn::Module& m) {
+  std::vector<torch::Tensor> w;
+  for (const auto& kv : io::state_dict(m)) w.push_back(kv.value().detach().clone());
+  return w;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(test_train)
+
+BOOST_AUTO_TEST_CASE(a_short_run_lowers_the_loss_and_beats_chance) {
+  torch::manual_seed(0);
+  auto data = small_synthetic();
+  auto split = hd::kshot(data, /*k=*/30, /*seed=*/0);
+  using Net = HalSalNet<ResNet<18>, Depth<2>, AfterStage<3>>;
+  train::Trainer<Net, ApproachB> trainer(Net(4), small_config());
+  auto fit = trainer.fit(split.train, split.val);
+  BOOST_TEST_REQUIRE(fit.history.size() == 8u);
+  BOOST_TEST_MESSAGE("loss " << fit.history.front().loss << " -> " << fit.history.back().loss << ", val "
+                             << fit.best_val_accuracy << " at epoch " << fit.best_epoch);
+  BOOST_TEST(fit.history.back().loss < 0.7 * fit.history.front().loss);
+  BOOST_TEST(fit.finished);
+  auto report = trainer.evaluate(split.test);
+  BOOST_TEST_MESSAGE("test: " << report);
+  BOOST_TEST(report.metrics.count() == 20);
+  BOOST_TEST(report.predictions.size() == 20u);
+  BOOST_TEST(report.has_saliency_score);  // synthetic data has object masks
+  BOOST_TEST_MESSAGE("saliency max " << trainer.net()->forward_full(torch::randn({2, 3, 64, 64})).saliency.max().item<float>());
+  BOOST_TEST(report.saliency_on_object.images > 0);
+  // Chance is 25 %; the validation-selected model must do far better on unseen images.
+  BOOST_TEST(fit.best_val_accuracy >= 0.5);
+  BOOST_TEST(report.metrics.top1() >= 0.5);
+}
+
+BOOST_AUTO_TEST_CASE(step_one_changes_only_the_saliency_branch) {
+  torch::manual_seed(1);
+  auto data = small_synthetic();
+  auto split = hd::kshot(data, 2, 0);
+  using Net = HalSalNet<ResNet<18>, Depth<1>, AfterStage<2>>;
+  Net net(4);
+  std::map<std::string, torch::Tensor> before;
+  for (const auto& kv : io::state_dict(*net)) before[kv.key()] = kv.value().clone();
+  auto c = small_config();
+  c.epochs = 2;
+  c.freeze_batchnorm = true;
+  train::Trainer<Net, StepI> trainer(net, c);
+  trainer.fit(split.train, {});
+  int changed = 0;
+  for (const auto& kv : io::state_dict(*net)) {
+    const bool same = torch::equal(before.at(kv.key()), kv.value());
+    if (kv.key().rfind("saliency.", 0) == 0) {
+      changed += !same;
+    } else {
+      BOOST_TEST(same, "StepI changed " << kv.key());
+    }
+  }
+  BOOST_TEST(changed == 4);  // conv1 and score, weights and biases
+}
+
+BOOST_AUTO_TEST_CASE(an_interrupted_run_resumes_to_the_same_weights) {
+  auto data = small_synthetic();
+  auto split = hd::kshot(data, 3, 0);
+  using Net = HalSalNet<ResNet<18>, Depth<2>, AfterStage<4>>;
+  auto config = small_config();
+  config.epochs = 3;
+  config.optimizer = "sgd";
+  config.lr = 0.01;
+  config.freeze_batchnorm = true;  // deterministic across runs on the CPU
+
+  torch::manual_seed(5);
+  Net reference(4);
+  auto init = weights(*reference);
+  auto c1 = config;
+  c1.checkpoint_dir = test::scratch_dir("resume-reference");
+  train::Trainer<Net, ApproachB>(reference, c1).fit(split.train, split.val);
+
+  auto c2 = config;
+  c2.checkpoint_dir = test::scratch_dir("resume-interrupted");
+  c2.stop_after_epochs = 1;
+  c2.metrics_jsonl = c2.checkpoint_dir / "metrics.jsonl";
+  torch::manual_seed(5);
+  Net first(4);
+  auto r1 = train::Trainer<Net, ApproachB>(first, c2).fit(split.train, split.val);
+  BOOST_TEST(r1.epochs_done == 1);
+  BOOST_TEST(!r1.finished);
+  BOOST_TEST(io::list_checkpoints(c2.checkpoint_dir).size() == 1u);
+
+  torch::manual_seed(99);  // a fresh process: other initial weights, other random state
+  Net resumed(4);
+  c2.stop_after_epochs = 0;
+  auto r2 = train::Trainer<Net, ApproachB>(resumed, c2).fit(split.train, split.val);
+  BOOST_TEST(r2.finished);
+  BOOST_TEST(r2.history.size() == 3u);
+  const auto a = weights(*reference), b = weights(*resumed);
+  BOOST_TEST_REQUIRE(a.size() == b.size());
+  size_t differing = 0;
+  for (size_t i = 0; i < a.size(); ++i) differing += !torch::equal(a[i], b[i]);
+  BOOST_TEST(differing == 0u, differing << " tensors differ after resuming");
+  // And training did move the weights.
+  size_t moved = 0;
+  for (size_t i = 0; i < a.size(); ++i) moved += !torch::equal(a[i], init[i]);
+  BOOST_TEST(moved > 10u);
+  // Per-epoch metrics: one JSON line per epoch over both calls.
+  std::ifstream jsonl(c2.metrics_jsonl);
+  std::string line;
+  int lines = 0;
+  while (std::getline(jsonl, line)) {
+    auto j = nlohmann::json::parse(line);
+    BOOST_TEST(j["epoch"].get<int>() == ++lines);
+    BOOST_TEST(j.contains("loss"));
+    BOOST_TEST(j.contains("val_acc"));
+  }
+  BOOST_TEST(lines == 3);
+}
+
+BOOST_AUTO_TEST_CASE(schedules_and_configuration) {
+  BOOST_TEST(train::detail::schedule_factor("constant", 5, 10) == 1.0);
+  BOOST_TEST(train::detail::schedule_factor("cosine", 0, 11) == 1.0);
+  BOOST_TEST(std::abs(train::detail::schedule_factor("cosine", 5, 11) - 0.5) < 1e-12);
+  BOOST_TEST(std::abs(train::detail::schedule_factor("cosine", 10, 11)) < 1e-12);
+  BOOST_TEST(std::abs(train::detail::schedule_factor("onecycle", 0, 11) - 0.04) < 1e-12);
+  BOOST_TEST(std::abs(train::detail::schedule_factor("onecycle", 3, 11) - 1.0) < 1e-12);
+  const auto paper = train::paper_profile();
+  BOOST_TEST(paper.lr == 1e-4);
+  BOOST_TEST(paper.weight_decay == 5e-3);
+  BOOST_TEST(paper.epochs == 70);
+  auto fast = train::fast_profile();
+  fast.seed = 3;
+  const auto back = train::from_json(train::to_json(fast));
+  BOOST_TEST(train::to_json(back) == train::to_json(fast));
+  BOOST_CHECK_THROW(train::from_json(nlohmann::json{{"lr", "fast"}}), halsal::Error);
+  BOOST_CHECK_THROW(train::from_json(nlohmann::json{{"learning_rate", 1}}), halsal::Error);
+  auto bad = train::paper_profile();
+  bad.optimizer = "rmsprop";
+  BOOST_CHECK_THROW(train::validate(bad), halsal::Error);
+  using Net = RgbNet<ResNet<18>>;
+  auto c = small_config();
+  c.epochs = 0;
+  BOOST_CHECK_THROW((train::Trainer<Net, ApproachB>(Net(3), c)), halsal::Error);
+  // A network whose head does not match the data's classes is refused with the numbers.
+  auto data = small_synthetic();
+  auto split = hd::kshot(data, 1, 0);
+  train::Trainer<Net, ApproachB> wrong(Net(3), small_config());
+  BOOST_CHECK_THROW(wrong.fit(split.train, split.val), halsal::Error);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
