@@ -74,14 +74,19 @@ class SaliencyBranchImpl : public torch::nn::Module {
     return F::interpolate(s, F::InterpolateFuncOptions().size(size).mode(torch::kBilinear).align_corners(false));
   }
 
-  /// Xavier-uniform weights and zero biases: the paper's initialisation of the branch (§3.4).
+  /// Xavier-uniform weights and zero biases: the paper's initialisation of the branch (§3.4);
+  /// the 1×1 score takes the absolute values.
   void reset_parameters() {
     torch::NoGradGuard no_grad;
     for (auto& conv : convs_) {
       torch::nn::init::xavier_uniform_(conv->weight);
       torch::nn::init::zeros_(conv->bias);
     }
+    // The score starts with |Xavier| weights: its inputs are ReLU outputs (≥ 0), so the map is
+    // alive at the start. With signed weights it can start at 0 everywhere, and a dead ReLU there
+    // never recovers: the network would silently train as the baseline.
     torch::nn::init::xavier_uniform_(score->weight);
+    score->weight.abs_();
     torch::nn::init::zeros_(score->bias);
   }
 
