@@ -6,7 +6,8 @@ set(CMAKE_CXX_EXTENSIONS OFF)
 find_program(HALSAL_CCACHE ccache)
 if(HALSAL_CCACHE AND NOT CMAKE_CXX_COMPILER_LAUNCHER)
   # pch_defines/time_macros: lets ccache cache translation units that use precompiled headers.
-  set(CMAKE_CXX_COMPILER_LAUNCHER "${CMAKE_COMMAND};-E;env;CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime;${HALSAL_CCACHE}")
+  # BASEDIR: paths inside the checkout hash relative, so clean clones elsewhere (CI) hit the cache.
+  set(CMAKE_CXX_COMPILER_LAUNCHER "${CMAKE_COMMAND};-E;env;CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime;CCACHE_BASEDIR=${PROJECT_SOURCE_DIR};${HALSAL_CCACHE}")
 endif()
 
 add_library(halsal_dev_options INTERFACE)

@@ -232,6 +232,8 @@ BOOST_AUTO_TEST_CASE(saliency_branch_has_the_papers_widths_and_sizes) {
   BOOST_TEST(params["conv1.weight"].abs().max().item<double>() <= bound);
   BOOST_TEST(params["conv1.bias"].abs().max().item<double>() == 0.0);
   BOOST_CHECK_THROW(SaliencyBranchImpl(0), halsal::Error);
+  BOOST_CHECK_THROW(branch->forward(torch::randn({1, 3, 32, 32})), halsal::Error);  // too small
+  BOOST_TEST((branch->forward(torch::randn({1, 3, 35, 35})).sizes() == torch::IntArrayRef{1, 1, 1, 1}));
   // The score starts non-negative, so the map is alive: positive somewhere for any image.
   BOOST_TEST(params["score.weight"].min().item<double>() >= 0.0);
   for (int seed = 0; seed < 5; ++seed) {

@@ -59,6 +59,12 @@ class SaliencyBranchImpl : public torch::nn::Module {
 
   /// The map at the branch's own resolution (N×1×h×w, non-negative).
   torch::Tensor forward(const torch::Tensor& x) {
+    if (x.dim() != 4) throw Error("saliency branch: expected an N×C×H×W batch");
+    const int64_t min_side = depth_ == 1 ? 19 : 35;  // conv1 11/4 and the max-pools need this much
+    if (x.size(2) < min_side || x.size(3) < min_side)
+      throw Error("saliency branch: images of " + std::to_string(x.size(2)) + "×" + std::to_string(x.size(3)) +
+                  " px are too small for Depth<" + std::to_string(depth_) + ">; it needs at least " +
+                  std::to_string(min_side) + " px a side");
     auto h = x;
     for (int i = 0; i < depth_; ++i) {
       h = torch::relu(convs_[i](h));

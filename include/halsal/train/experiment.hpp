@@ -1,0 +1,348 @@
+// The paper's experiments as library calls: one protocol cell (method × k × seed) over a
+// compile-time backbone, Step I (§3.4), and the resumable protocol runner behind Tables 1–2.
+//
+//   namespace ht = halsal::train;
+//   ht::ExperimentOptions o;
+//   o.backbone_weights = "mobilenet_v2-imagenet.pth";   // torchvision names, ImageNet head skipped
+//   o.step_one_weights = "stepI.safetensors";            // saliency.* from run_step_one (A, B)
+//   o.config = ht::fast_profile(); o.config.normalization = "symmetric";
+//   ht::CellResult r = ht::run_cell<halsal::MobileNetV2>("B", dataset, /*k=*/5, /*seed=*/0, o);
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "halsal/data/data.hpp"
+#include "halsal/eval/table.hpp"
+#include "halsal/io/state_dict.hpp"
+#include "halsal/io/weights.hpp"
+#include "halsal/nets/halsal_net.hpp"
+#include "halsal/nets/rgb_net.hpp"
+#include "halsal/nets/smic_net.hpp"
+#include "halsal/train/trainer.hpp"
+
+namespace halsal::train {
+
+/// The methods of the paper's Tables 1–2, as accepted by run_cell().
+inline const std::vector<std::string>& experiment_methods() {
+  static const std::vector<std::string> m{"rgb", "scratch-sal", "smic", "A", "B"};
+  return m;
+}
+
+/// The row label of a method in the paper's tables ("B" → "Approach B"); throws on unknown ones.
+inline std::string method_label(const std::string& method) {
+  if (method == "rgb") return "Baseline-RGB";
+  if (method == "scratch-sal") return "Baseline-RGB + scratch SAL";
+  if (method == "smic") return "SMIC";
+  if (method == "A") return "Approach A";
+  if (method == "B") return "Approach B";
+  throw Error("unknown method '" + method + "' (expected rgb, scratch-sal, smic, A or B)");
+}
+
+/// Splits "a,b,c" into its non-empty fields (for CLI lists).
+inline std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::string item;
+  std::istringstream in(text);
+  while (std::getline(in, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+/// A named profile: "fast" (fast_profile(): 112 px, 12 epochs, cosine, new layers at 30× lr) or
+/// "paper" (paper_profile(): §4.1, 224 px, 70 epochs); throws on others.
+inline TrainConfig profile(const std::string& name) {
+  if (name == "fast") return fast_profile();
+  if (name == "paper") return paper_profile();
+  throw Error("unknown profile '" + name + "' (expected fast or paper)");
+}
+
+/// What every cell of an experiment shares.
+struct ExperimentOptions {
+  /// torchvision-named backbone weights (.pth / .safetensors) loaded into `backbone.*` with the
+  /// head left out; empty: the backbone starts from its random initialisation.
+  std::filesystem::path backbone_weights;
+  /// Step I result (saliency.* tensors) for methods A and B; required by them.
+  std::filesystem::path step_one_weights;
+  TrainConfig config = fast_profile();  ///< seed is overwritten by each cell's seed
+  data::SplitOptions split;             ///< test / val images per class
+  /// Per-cell folder (checkpoints, metrics.jsonl); empty: no files, no mid-cell resume.
+  std::filesystem::path out_dir;
+  bool keep_model = false;  ///< also write <cell dir>/model.safetensors (the selected weights)
+};
+
+/// One cell's outcome: accuracies in [0, 1], the selected epoch, the test report and a handle on
+/// the trained network for further inference (galleries).
+struct CellResult {
+  std::string method;
+  int k = 0;
+  uint64_t seed = 0;
+  double top1 = 0, top5 = 0;
+  int best_epoch = 0;
+  FitResult fit;
+  EvalReport report;
+  data::Split split;
+  std::shared_ptr<torch::nn::Module> model;  ///< the trained network
+  /// Eval-mode forward pass of uint8 images N×3×H×W (already at the training size).
+  std::function<NetOutput(const torch::Tensor&)> infer;
+};
+
+namespace detail {
+
+/// The options that load a torchvision file into a network's `backbone.*` without its head.
+template <class Net>
+io::LoadOptions backbone_load_options(bool with_head) {
+  using Impl = typename Net::Impl;
+  io::LoadOptions lo;
+  lo.strict = true;
+  lo.rename_prefixes = {{"", "backbone."}};
+  if (!with_head) lo.skip_prefixes.push_back(Impl::head_name() + ".");
+  if constexpr (Impl::has_saliency) lo.skip_prefixes.push_back("saliency.");
+  return lo;
+}
+
+/// Loads only the `saliency.*` tensors of a Step I file (strict: each must be present).
+template <class Net>
+void load_step_one(Net& net, const std::filesystem::path& file) {
+  if (file.empty())
+    throw Error("Approaches A and B need the Step I saliency weights (a .safetensors file from "
+                "run_step_one / halsal_protocol --step-one); none was given");
+  if (!std::filesystem::exists(file)) throw file_error(file, "no such file (Step I saliency weights)");
+  io::LoadOptions lo;
+  lo.strict = true;
+  lo.skip_prefixes = {"backbone."};
+  io::load_weights(*net, file, lo);
+}
+
+template <class Net, class Policy>
+CellResult fit_and_test(Net net, const std::string& method, const data::Split& split,
+                        const ExperimentOptions& o, TrainConfig config) {
+  std::filesystem::path cell_dir;
+  if (!o.out_dir.empty()) {
+    cell_dir = o.out_dir;
+    config.checkpoint_dir = cell_dir / "checkpoints";
+    config.metrics_jsonl = cell_dir / "metrics.jsonl";
+  }
+  auto trainer = std::make_shared<Trainer<Net, Policy>>(net, config);
+  std::ostringstream prefix;
+  prefix << "[" << method << " k=" << eval::k_label(split.k == data::kOfficial ? eval::kFullSplit : split.k)
+         << " seed=" << split.seed << "] ";
+  trainer->set_progress_prefix(prefix.str());
+  CellResult r;
+  r.method = method;
+  r.k = split.k;
+  r.seed = split.seed;
+  r.split = split;
+  r.fit = trainer->fit(split.train, split.val);
+  r.best_epoch = r.fit.best_epoch;
+  r.report = trainer->evaluate(split.test);
+  r.top1 = r.report.metrics.top1();
+  r.top5 = r.report.metrics.top5();
+  if (!cell_dir.empty() && o.keep_model) io::save_weights(*trainer->net(), cell_dir / "model.safetensors");
+  r.model = trainer->net().ptr();
+  const auto norm = detail::normalization_of(config);
+  r.infer = [trainer, norm](const torch::Tensor& images_u8) {
+    auto& n = trainer->net();
+    const bool was = n->is_training();
+    n->eval();
+    torch::NoGradGuard no_grad;
+    const torch::Device dev(trainer->config().device);
+    NetOutput out = trainer->run(norm(images_u8, dev), images_u8);
+    n->train(was);
+    return out;
+  };
+  return r;
+}
+
+}  // namespace detail
+
+/// Trains and tests one protocol cell: `method` (rgb, scratch-sal, smic, A, B) on the k-shot split
+/// (k, seed) of `data`, every method with Approach B's freezing except A. Errors name what is
+/// missing (A/B without a Step I file, unreadable weights).
+template <class Backbone, class Depth_ = Depth<4>, class Fusion = default_fusion_t<Backbone>>
+CellResult run_cell(const std::string& method, std::shared_ptr<const data::Dataset> data, int k, uint64_t seed,
+                    const ExperimentOptions& o) {
+  method_label(method);  // validates the name before any work
+  if (!data) throw Error("run_cell: no dataset");
+  const data::Split split = data::kshot(data, k, seed, o.split);
+  TrainConfig config = o.config;
+  config.seed = seed;
+  const int64_t classes = data->num_classes();
+  auto load_backbone = [&](auto& net) {
+    if (!o.backbone_weights.empty())
+      io::load_weights(*net, o.backbone_weights, detail::backbone_load_options<std::decay_t<decltype(net)>>(false));
+  };
+  if (method == "rgb") {
+    RgbNet<Backbone> net(classes);
+    load_backbone(net);
+    return detail::fit_and_test<RgbNet<Backbone>, ApproachB>(net, method, split, o, config);
+  }
+  if (method == "smic") {
+    SmicNet<Backbone, Depth_, Fusion> net(classes);
+    load_backbone(net);
+    return detail::fit_and_test<SmicNet<Backbone, Depth_, Fusion>, ApproachB>(net, method, split, o, config);
+  }
+  using Net = HalSalNet<Backbone, Depth_, Fusion>;
+  Net net(classes);
+  if (method != "scratch-sal") detail::load_step_one(net, o.step_one_weights);
+  load_backbone(net);
+  if (method == "A") return detail::fit_and_test<Net, ApproachA>(net, method, split, o, config);
+  return detail::fit_and_test<Net, ApproachB>(net, method, split, o, config);
+}
+
+/// run_cell() on a dataset held by value.
+template <class Backbone, class Depth_ = Depth<4>, class Fusion = default_fusion_t<Backbone>>
+CellResult run_cell(const std::string& method, const data::Dataset& data, int k, uint64_t seed,
+                    const ExperimentOptions& o) {
+  return run_cell<Backbone, Depth_, Fusion>(method, std::make_shared<const data::Dataset>(data), k, seed, o);
+}
+
+/// Step I (§3.4): a HalSalNet with the dataset's class count (1000 on ImageNet) gets the FULL
+/// backbone of `weights` including its head; only the saliency branch trains (StepI policy) on
+/// all of `imagenet`; the `saliency.*` tensors are written to `out_file` (.safetensors).
+/// The dataset's class order must be the head's (ImageNet: sorted wnids).
+template <class Backbone, class Depth_ = Depth<4>, class Fusion = default_fusion_t<Backbone>>
+FitResult run_step_one(std::shared_ptr<const data::Dataset> imagenet, const std::filesystem::path& weights,
+                       const TrainConfig& config, const std::filesystem::path& out_file) {
+  if (!imagenet) throw Error("run_step_one: no dataset");
+  if (weights.empty()) throw Error("Step I needs the backbone's ImageNet weights (with their head)");
+  if (out_file.extension() != ".safetensors")
+    throw file_error(out_file, "the Step I output must be a .safetensors file");
+  using Net = HalSalNet<Backbone, Depth_, Fusion>;
+  Net net(imagenet->num_classes());
+  io::load_weights(*net, weights, detail::backbone_load_options<Net>(/*with_head=*/true));
+  Trainer<Net, StepI> trainer(net, config);
+  trainer.set_progress_prefix("[Step I] ");
+  FitResult fit = trainer.fit(data::Subset::all(imagenet), data::Subset{});
+  io::TensorDict saliency;
+  for (const auto& kv : io::state_dict(*net))
+    if (kv.key().rfind("saliency.", 0) == 0) saliency.insert(kv.key(), kv.value().detach().to(torch::kCPU).contiguous());
+  io::write_weights(out_file, saliency, {{"halsal", "step-one"}, {"network", Net::Impl::name()}});
+  return fit;
+}
+
+/// What run_protocol() runs and where it writes.
+struct ProtocolOptions {
+  std::vector<std::string> methods = experiment_methods();
+  std::vector<int> ks{1, 2, 3, 5, 10};  ///< data::kOfficial (-1) = the dataset's full split ("K")
+  std::vector<uint64_t> seeds{0, 1, 2};
+  ExperimentOptions experiment;  ///< its out_dir is overwritten per cell (<out>/cells/<cell>)
+  std::filesystem::path out_dir = "protocol-out";
+  bool keep_checkpoints = false;  ///< keep each finished cell's checkpoints (else removed)
+  std::ostream* log = &std::cout;  ///< one line per cell; nullptr = silent
+  std::function<void(const CellResult&)> on_cell;  ///< called after each trained cell
+};
+
+/// The files run_protocol() writes under out_dir.
+struct ProtocolFiles {
+  std::filesystem::path table_md, table_csv, runs_csv, runs_jsonl;
+  explicit ProtocolFiles(const std::filesystem::path& out)
+      : table_md(out / "table.md"), table_csv(out / "table.csv"), runs_csv(out / "runs.csv"),
+        runs_jsonl(out / "runs.jsonl") {}
+};
+
+/// Writes table.md (top-1, and top-5 below it), table.csv (wide top-1) and runs.csv (long) atomically.
+inline void write_protocol_tables(const eval::ResultsTable& table, const std::filesystem::path& out_dir,
+                                  const std::string& title = "") {
+  const ProtocolFiles f(out_dir);
+  std::string md;
+  if (!title.empty()) md += "# " + title + "\n\n";
+  md += "Top-1 accuracy (%), mean ± std over seeds\n\n" + table.markdown(eval::Metric::top1) +
+        "\nTop-5 accuracy (%)\n\n" + table.markdown(eval::Metric::top5);
+  ::halsal::detail::write_file_atomic(f.table_md, md);
+  ::halsal::detail::write_file_atomic(f.table_csv, table.wide_csv(eval::Metric::top1));
+  table.write_long_csv(f.runs_csv);
+}
+
+/// One runs.jsonl line for a finished cell.
+inline nlohmann::json cell_json(const CellResult& r, const std::string& label, const TrainConfig& config) {
+  nlohmann::json j{{"method", label},
+                   {"method_key", r.method},
+                   {"k", r.k == data::kOfficial ? nlohmann::json("K") : nlohmann::json(r.k)},
+                   {"seed", r.seed},
+                   {"top1", 100 * r.top1},
+                   {"top5", 100 * r.top5},
+                   {"mean_per_class", 100 * r.report.metrics.mean_per_class_accuracy()},
+                   {"best_epoch", r.best_epoch},
+                   {"best_val_accuracy", std::isnan(r.fit.best_val_accuracy) ? nlohmann::json()
+                                                                              : nlohmann::json(r.fit.best_val_accuracy)},
+                   {"train", r.split.train.size()},
+                   {"val", r.split.val.size()},
+                   {"test", r.split.test.size()},
+                   {"config", to_json(config)}};
+  if (r.report.has_saliency_score) j["saliency_on_object_ratio"] = r.report.saliency_on_object.ratio;
+  return j;
+}
+
+/// Runs methods × ks × seeds with backbone B and returns the table (values in percent). Resumable:
+/// cells already in <out>/runs.csv are skipped, a cell interrupted mid-training resumes from its
+/// checkpoints, and after every cell table.md, table.csv, runs.csv and runs.jsonl are rewritten
+/// atomically.
+template <class Backbone>
+eval::ResultsTable run_protocol(std::shared_ptr<const data::Dataset> data, const ProtocolOptions& p) {
+  if (!data) throw Error("run_protocol: no dataset");
+  if (p.methods.empty() || p.ks.empty() || p.seeds.empty())
+    throw Error("run_protocol: methods, ks and seeds must each name at least one value");
+  std::vector<std::string> labels;
+  for (const auto& m : p.methods) labels.push_back(method_label(m));
+  for (int k : p.ks)
+    if (k < 1 && k != data::kOfficial) throw Error("run_protocol: k must be >= 1 or K, got " + std::to_string(k));
+  const bool needs_step_one = std::count(p.methods.begin(), p.methods.end(), "A") + std::count(p.methods.begin(), p.methods.end(), "B") > 0;
+  if (needs_step_one) {
+    if (p.experiment.step_one_weights.empty())
+      throw Error("methods A and B need the Step I saliency weights (--stepI FILE); make them with --step-one");
+    if (!std::filesystem::exists(p.experiment.step_one_weights))
+      throw file_error(p.experiment.step_one_weights, "no such file (Step I saliency weights)");
+  }
+  std::filesystem::create_directories(p.out_dir);
+  const ProtocolFiles files(p.out_dir);
+  eval::ResultsTable table = eval::ResultsTable::read_long_csv_or_empty(files.runs_csv);
+  std::vector<std::string> order;
+  for (const auto& m : experiment_methods()) order.push_back(method_label(m));
+  table.set_method_order(order);
+  std::string jsonl;
+  if (std::filesystem::exists(files.runs_jsonl)) {
+    std::ifstream in(files.runs_jsonl, std::ios::binary);
+    jsonl.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    if (!jsonl.empty() && jsonl.back() != '\n') jsonl += '\n';
+  }
+  for (int k : p.ks)
+    for (uint64_t seed : p.seeds)
+      for (size_t mi = 0; mi < p.methods.size(); ++mi) {
+        const std::string& method = p.methods[mi];
+        const int table_k = k == data::kOfficial ? eval::kFullSplit : k;
+        const auto table_seed = static_cast<std::int64_t>(seed);
+        if (table.has(labels[mi], table_k, table_seed)) {
+          if (p.log) *p.log << "[" << method << " k=" << eval::k_label(table_k) << " seed=" << seed << "] done before, skipped\n";
+          continue;
+        }
+        ExperimentOptions o = p.experiment;
+        o.out_dir = p.out_dir / "cells" / (method + "-k" + eval::k_label(table_k) + "-s" + std::to_string(seed));
+        CellResult r = run_cell<Backbone>(method, data, k, seed, o);
+        table.add(labels[mi], table_k, table_seed, 100 * r.top1, 100 * r.top5);
+        TrainConfig used = o.config;
+        used.seed = seed;
+        jsonl += cell_json(r, labels[mi], used).dump() + "\n";
+        write_protocol_tables(table, p.out_dir);
+        ::halsal::detail::write_file_atomic(files.runs_jsonl, jsonl);
+        if (!p.keep_checkpoints) std::filesystem::remove_all(o.out_dir / "checkpoints");
+        if (p.log)
+          *p.log << "[" << method << " k=" << eval::k_label(table_k) << " seed=" << seed << "] top-1 "
+                 << ::halsal::detail::format_fixed(100 * r.top1, 1) << " %, top-5 " << ::halsal::detail::format_fixed(100 * r.top5, 1)
+                 << " % (epoch " << r.best_epoch << ")\n";
+        if (p.on_cell) p.on_cell(r);
+      }
+  write_protocol_tables(table, p.out_dir);
+  return table;
+}
+
+}  // namespace halsal::train
