@@ -111,7 +111,7 @@ int main(int argc, char** argv) {
     std::string csv = "method,top1,top5,saliency_on_object_ratio\n";
     md += "| Baseline-RGB | " + pct(rgb.top1) + " | " + pct(rgb.top5) + " | — |\n";
     md += "| HalSal (scratch SAL, Approach B) | " + pct(sal.top1) + " | " + pct(sal.top5) + " | " +
-          halsal::detail::format_fixed(s.ratio, 2) + " |\n";
+          (s.images == 0 ? std::string("map is zero") : halsal::detail::format_fixed(s.ratio, 2)) + " |\n";
     csv += "Baseline-RGB," + pct(rgb.top1) + "," + pct(rgb.top5) + ",\n";
     csv += "HalSal," + pct(sal.top1) + "," + pct(sal.top5) + "," + halsal::detail::format_fixed(s.ratio, 3) + "\n";
     halsal::detail::write_file_atomic(std::filesystem::path(out) / "results.md", md);
@@ -127,10 +127,19 @@ int main(int argc, char** argv) {
     rows.insert(rows.end(), worse.begin(), worse.end());
     halsal::viz::write_gallery_png(rows, std::filesystem::path(out) / "gallery.png", go);
 
-    std::cout << "\n" << md << "\nSaliency on object: " << halsal::detail::format_fixed(100 * s.mass_share, 1)
-              << " % of the hallucinated saliency mass lies inside the flower masks, which cover "
-              << halsal::detail::format_fixed(100 * s.area_share, 1) << " % of the image (ratio "
-              << halsal::detail::format_fixed(s.ratio, 2) << "; 1 = no preference)\n"
+    std::cout << "\n" << md << "\n";
+    if (s.images == 0) {
+      // A map of zeros has no mass to place: say so instead of printing NaN.
+      std::cout << "Saliency on object: none - the hallucinated map is zero on every test image (its ReLU\n"
+                   "switched off during training), so here HalSal computed l*(0+1) = l, like the baseline.\n";
+    } else {
+      std::cout << "Saliency on object: " << halsal::detail::format_fixed(100 * s.mass_share, 1)
+                << " % of the hallucinated saliency mass lies inside the flower masks, which cover "
+                << halsal::detail::format_fixed(100 * s.area_share, 1) << " % of the image (ratio "
+                << halsal::detail::format_fixed(s.ratio, 2) << "; 1 = no preference) over " << s.images
+                << " images\n";
+    }
+    std::cout
               << "Wrote " << out << "/results.md, results.csv, gallery.png (" << n_better << " + " << worse.size()
               << " rows)\n";
   } catch (const std::exception& e) {
