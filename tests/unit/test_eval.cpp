@@ -452,7 +452,7 @@ BOOST_AUTO_TEST_CASE(progress_plain_lines_with_fields) {
   BOOST_TEST_REQUIRE(lines.size() == 5u);  // steps 20, 40, 60, 80 and the epoch summary
   BOOST_TEST(lines[0] == "[B] epoch 1/2 step 20/100 loss 0.5000 acc 75.0% 40.0 img/s ETA 18s");
   BOOST_TEST(lines[3] == "[B] epoch 1/2 step 80/100 loss 0.5000 acc 75.0% 40.0 img/s ETA 12s");
-  BOOST_TEST(lines[4] == "[B] epoch 1/2 loss 0.5000 acc 75.0% val_acc 0.8 40.0 img/s 10s ETA 10s");
+  BOOST_TEST(lines[4] == "[B] epoch 1/2 loss 0.5000 acc 75.0% val_acc 80.0% 40.0 img/s 10s ETA 10s");
   BOOST_TEST(out.str().find('\r') == std::string::npos);
   BOOST_TEST(j["epoch"].get<int>() == 1);
   BOOST_TEST(j["images"].get<int>() == 400);

@@ -7,45 +7,14 @@
 #include <sstream>
 
 #include "test_support.hpp"
+#include "tiny_data.hpp"
 
 using namespace halsal;
 namespace hd = halsal::data;
 namespace ht = halsal::train;
-
-namespace {
-
-std::shared_ptr<const hd::Dataset> tiny_synthetic() {
-  hd::SyntheticOptions o;
-  o.classes = 2;
-  o.per_class = 14;  // 5 val + 5 test + up to 4 training images per class
-  o.size = 64;  // the AlexNet-style saliency branch needs >= 64 px
-  o.seed = 3;
-  o.clutter = 0;
-  return std::make_shared<const hd::Dataset>(hd::synthetic(o));
-}
-
-ht::TrainConfig tiny_config() {
-  ht::TrainConfig c;
-  c.optimizer = "adam";
-  c.lr = 1e-3;
-  c.epochs = 1;
-  c.batch_size = 4;
-  c.image_size = 64;
-  c.random_resized_crop = false;
-  c.freeze_batchnorm = false;
-  c.workers = 0;
-  c.quiet = true;
-  return c;
-}
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-}  // namespace
+using test::slurp;
+using test::tiny_config;
+using test::tiny_synthetic;
 
 BOOST_AUTO_TEST_SUITE(test_experiment)
 
@@ -69,7 +38,7 @@ BOOST_AUTO_TEST_CASE(protocol_tables_for_known_numbers) {
 }
 
 BOOST_AUTO_TEST_CASE(protocol_resumes_without_retraining) {
-  const auto data = tiny_synthetic();
+  const auto data = tiny_synthetic(2, 14);
   const auto dir = test::scratch_dir("experiment_protocol");
   ht::ProtocolOptions p;
   p.methods = {"rgb", "scratch-sal"};
@@ -117,8 +86,23 @@ BOOST_AUTO_TEST_CASE(protocol_resumes_without_retraining) {
   BOOST_TEST(third.has("Baseline-RGB", 3, 0));
 }
 
+BOOST_AUTO_TEST_CASE(k_and_seed_lists) {
+  BOOST_TEST((ht::parse_k_list("1,5,10,K") == std::vector<int>{1, 5, 10, hd::kOfficial}));
+  BOOST_TEST((ht::parse_seed_list("0,2,18446744073709551615") == std::vector<uint64_t>{0, 2, 18446744073709551615ull}));
+  BOOST_CHECK_THROW(ht::parse_k_list("1,x"), halsal::Error);
+  BOOST_CHECK_THROW(ht::parse_k_list(""), halsal::Error);
+  BOOST_CHECK_THROW(ht::parse_seed_list("-1"), halsal::Error);
+  BOOST_CHECK_THROW(ht::parse_seed_list("1e3"), halsal::Error);
+  try {
+    ht::parse_seed_list("0,abc");
+    BOOST_FAIL("no error");
+  } catch (const halsal::Error& e) {
+    BOOST_TEST(std::string(e.what()).find("'abc'") != std::string::npos);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(run_cell_errors) {
-  const auto data = tiny_synthetic();
+  const auto data = tiny_synthetic(2, 14);
   ht::ExperimentOptions o;
   o.config = tiny_config();
   auto message = [&](const std::string& method) {
@@ -142,7 +126,7 @@ BOOST_AUTO_TEST_CASE(run_cell_errors) {
 }
 
 BOOST_AUTO_TEST_CASE(step_one_writes_only_the_saliency_branch) {
-  const auto data = tiny_synthetic();
+  const auto data = tiny_synthetic(2, 14);
   const auto dir = test::scratch_dir("experiment_step_one");
   // A torchvision-named backbone file with a 2-class "ImageNet" head.
   RgbNet<ResNet<18>> source(2);

@@ -243,6 +243,42 @@ BOOST_AUTO_TEST_CASE(saliency_branch_has_the_papers_widths_and_sizes) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(softplus_activation_keeps_the_map_alive) {
+  torch::NoGradGuard no_grad;
+  SaliencyOptions soft;
+  soft.activation = SaliencyActivation::softplus;
+  SaliencyBranch<2> relu_branch, soft_branch(soft);
+  BOOST_TEST((relu_branch->activation() == SaliencyActivation::relu));
+  BOOST_TEST((soft_branch->activation() == SaliencyActivation::softplus));
+  // Same weights (the activation has none), a score that is negative everywhere: ReLU's map is 0.
+  auto rp = relu_branch->named_parameters(), sp = soft_branch->named_parameters();
+  BOOST_TEST_REQUIRE(rp.size() == sp.size());
+  for (const auto& kv : rp) sp[kv.key()].copy_(kv.value());
+  rp["score.bias"].fill_(-1e3);
+  sp["score.bias"].fill_(-1e3);
+  const auto x = torch::rand({2, 3, 64, 64});
+  BOOST_TEST(relu_branch->forward(x).abs().max().item<double>() == 0.0);
+  const auto dead = soft_branch->forward(x);
+  BOOST_TEST(dead.min().item<double>() >= 0.0);  // softplus(-1e3) underflows to 0 in float, never below
+  // Around zero the two differ by exactly log(1 + e^-|z|): softplus(z) = relu(z) + log1p(exp(-|z|)).
+  rp["score.bias"].fill_(0);
+  sp["score.bias"].fill_(0);
+  rp["score.weight"].copy_(torch::randn_like(rp["score.weight"]) * 1e-3);
+  sp["score.weight"].copy_(rp["score.weight"]);
+  const auto r = relu_branch->forward(x), s = soft_branch->forward(x);
+  const auto z_positive = r.gt(0);
+  // Where ReLU passed z through, z = r; check softplus(z) against the closed form there.
+  const auto expected = r + torch::log1p(torch::exp(-r));
+  BOOST_TEST(((s - expected).abs() * z_positive).max().item<double>() < 1e-5);
+  BOOST_TEST(s.min().item<double>() > 0.0);  // positive for moderate scores: a gradient flows where ReLU has none
+  BOOST_TEST(std::string(to_string(SaliencyActivation::softplus)) == "softplus");
+  BOOST_TEST((parse_saliency_activation("relu") == SaliencyActivation::relu));
+  BOOST_CHECK_THROW(parse_saliency_activation("sigmoid"), halsal::Error);
+  // HalSalNet passes the option to its branch.
+  HalSalNet<ResNet<18>> net(3, soft);
+  BOOST_TEST((net->saliency->activation() == SaliencyActivation::softplus));
+}
+
 BOOST_AUTO_TEST_CASE(defaults_are_the_papers) {
   static_assert(std::is_same_v<HalSalNet<AlexNet>::Impl::fusion_type, BeforePool2>);
   static_assert(std::is_same_v<HalSalNet<ResNet<152>>::Impl::fusion_type, AfterStage<4>>);

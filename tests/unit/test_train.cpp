@@ -153,6 +153,35 @@ BOOST_AUTO_TEST_CASE(an_interrupted_run_resumes_to_the_same_weights) {
   BOOST_TEST(lines == 3);
 }
 
+BOOST_AUTO_TEST_CASE(a_switched_off_saliency_map_is_reported) {
+  using Net = HalSalNet<ResNet<18>>;
+  auto data = small_synthetic();
+  auto split = hd::kshot(data, 2, 0);
+  auto c = small_config();
+  c.epochs = 1;
+  c.metrics_jsonl = test::scratch_dir("dead_map") / "metrics.jsonl";
+  Net net(4);
+  {
+    torch::NoGradGuard no_grad;
+    net->saliency->score->bias.fill_(-1e4);  // the ReLU map is 0 for every image
+  }
+  const auto fit = train::Trainer<Net, ApproachB>(net, c).fit(split.train, split.val);
+  BOOST_TEST_REQUIRE(fit.history.size() == 1u);
+  BOOST_TEST(fit.history[0].zero_saliency_share == 1.0);
+  std::ifstream in(c.metrics_jsonl);
+  std::string line;
+  BOOST_TEST_REQUIRE(static_cast<bool>(std::getline(in, line)));
+  BOOST_TEST(nlohmann::json::parse(line)["zero_saliency_share"].get<double>() == 1.0);
+  // A fresh branch is alive, and RgbNet has no map to report.
+  Net alive(4);
+  auto c2 = small_config();
+  c2.epochs = 1;
+  const auto fit2 = train::Trainer<Net, ApproachB>(alive, c2).fit(split.train, split.val);
+  BOOST_TEST(fit2.history[0].zero_saliency_share < 1.0);
+  const auto fit3 = train::Trainer<RgbNet<ResNet<18>>, ApproachB>(RgbNet<ResNet<18>>(4), c2).fit(split.train, split.val);
+  BOOST_TEST(std::isnan(fit3.history[0].zero_saliency_share));
+}
+
 BOOST_AUTO_TEST_CASE(schedules_and_configuration) {
   BOOST_TEST(train::detail::schedule_factor("constant", 5, 10) == 1.0);
   BOOST_TEST(train::detail::schedule_factor("cosine", 0, 11) == 1.0);
@@ -177,6 +206,24 @@ BOOST_AUTO_TEST_CASE(schedules_and_configuration) {
   auto c = small_config();
   c.epochs = 0;
   BOOST_CHECK_THROW((train::Trainer<Net, ApproachB>(Net(3), c)), halsal::Error);
+  // Learning rates per part: backbone lr, head lr × new_layer_lr_scale, saliency lr × its own scale.
+  {
+    using Sal = HalSalNet<ResNet<18>>;
+    auto lc = small_config();
+    lc.optimizer = "sgd";
+    lc.lr = 1e-3;
+    lc.new_layer_lr_scale = 10;
+    lc.saliency_lr_scale = 2;
+    train::Trainer<Sal, ApproachB> t(Sal(3), lc);
+    auto& groups = t.optimizer().param_groups();
+    BOOST_TEST_REQUIRE(groups.size() == 3u);
+    BOOST_TEST(groups[0].options().get_lr() == 1e-3);
+    BOOST_TEST(groups[1].options().get_lr() == 1e-2);
+    BOOST_TEST(std::abs(groups[2].options().get_lr() - 2e-3) < 1e-15);
+    BOOST_TEST(groups[2].params().size() == t.parameter_groups().saliency.size());
+    lc.saliency_lr_scale = -1;
+    BOOST_CHECK_THROW(train::validate(lc), halsal::Error);
+  }
   // A network whose head does not match the data's classes is refused with the numbers.
   auto data = small_synthetic();
   auto split = hd::kshot(data, 1, 0);

@@ -28,20 +28,41 @@ struct is_depth<Depth<N>> : std::true_type {};
 template <class D>
 inline constexpr bool is_depth_v = is_depth<D>::value;
 
+/// The saliency map's last non-linearity.
+enum class SaliencyActivation {
+  relu,      ///< the paper's: exact zeros off the object, but a map that reaches 0 everywhere stays dead
+  softplus,  ///< log(1 + e^z): keeps a gradient where z < 0 (in float32 it is 0 below z ≈ -88)
+};
+
+/// "relu" or "softplus".
+inline const char* to_string(SaliencyActivation a) { return a == SaliencyActivation::relu ? "relu" : "softplus"; }
+
+/// Parses "relu" or "softplus"; throws on anything else.
+inline SaliencyActivation parse_saliency_activation(const std::string& name) {
+  if (name == "relu") return SaliencyActivation::relu;
+  if (name == "softplus") return SaliencyActivation::softplus;
+  throw Error("unknown saliency activation '" + name + "' (expected relu or softplus)");
+}
+
 /// Layout of the saliency branch; the defaults are the paper's.
 struct SaliencyOptions {
   /// Channels of the branch's input: 3 reads the RGB image (HalSal), 1 reads a given map (SMIC).
   int64_t in_channels = 3;
   /// Convolution widths of AlexNet (Krizhevsky et al.): 96, 256, 384, 384, 256.
   std::array<int64_t, 5> widths{96, 256, 384, 384, 256};
+  /// The map's last non-linearity (the paper: ReLU). It has no parameters, so it is not in the
+  /// state_dict: whoever reloads a network must set it the same way.
+  SaliencyActivation activation = SaliencyActivation::relu;
 };
 
 /// The branch with a runtime depth; `SaliencyBranch<N>` fixes it at compile time.
 /// Layers: conv1 11×11/4 → ReLU → max-pool 3/2, conv2 5×5 → ReLU → max-pool 3/2, conv3..conv5 3×3
-/// → ReLU, then `score` (1×1 → 1 channel) → ReLU. At a 227 input, conv4 gives 384×13×13 (§3.2).
+/// → ReLU, then `score` (1×1 → 1 channel) → ReLU (or softplus: SaliencyOptions::activation).
+/// At a 227 input, conv4 gives 384×13×13 (§3.2).
 class SaliencyBranchImpl : public torch::nn::Module {
  public:
-  explicit SaliencyBranchImpl(int depth = 4, SaliencyOptions options = {}) : depth_(depth) {
+  explicit SaliencyBranchImpl(int depth = 4, SaliencyOptions options = {})
+      : depth_(depth), activation_(options.activation) {
     if (depth < 1 || depth > 5) throw Error("saliency branch depth must be 1..5, got " + std::to_string(depth));
     namespace nn = torch::nn;
     const int64_t kernels[5] = {11, 5, 3, 3, 3}, strides[5] = {4, 1, 1, 1, 1}, pads[5] = {0, 2, 1, 1, 1};
@@ -70,7 +91,8 @@ class SaliencyBranchImpl : public torch::nn::Module {
       h = torch::relu(convs_[i](h));
       if (i < 2) h = torch::max_pool2d(h, 3, 2);
     }
-    return torch::relu(score(h));
+    const auto z = score(h);
+    return activation_ == SaliencyActivation::relu ? torch::relu(z) : torch::softplus(z);
   }
   /// The map resized bilinearly to `size` (the fusion point's h×w).
   torch::Tensor forward(const torch::Tensor& x, std::vector<int64_t> size) {
@@ -98,11 +120,14 @@ class SaliencyBranchImpl : public torch::nn::Module {
 
   /// Number of convolutional layers before the 1×1 score.
   int depth() const { return depth_; }
+  /// The map's last non-linearity.
+  SaliencyActivation activation() const { return activation_; }
 
   torch::nn::Conv2d score{nullptr};
 
  private:
   int depth_;
+  SaliencyActivation activation_;
   std::vector<torch::nn::Conv2d> convs_;
 };
 

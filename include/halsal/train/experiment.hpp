@@ -58,7 +58,30 @@ inline std::vector<std::string> split_list(const std::string& text) {
   return out;
 }
 
-/// A named profile: "fast" (fast_profile(): 112 px, 12 epochs, cosine, new layers at 30× lr) or
+/// Parses "1,5,10,K" into k values (K → data::kOfficial); errors name the bad item.
+inline std::vector<int> parse_k_list(const std::string& text) {
+  std::vector<int> ks;
+  for (const auto& item : split_list(text)) {
+    const int v = eval::parse_k(item);
+    ks.push_back(v == eval::kFullSplit ? data::kOfficial : v);
+  }
+  if (ks.empty()) throw Error("no k given (expected e.g. 1,5,10 or K)");
+  return ks;
+}
+
+/// Parses "0,1,2" into seeds; errors name the item that is not a non-negative integer.
+inline std::vector<uint64_t> parse_seed_list(const std::string& text) {
+  std::vector<uint64_t> seeds;
+  for (const auto& item : split_list(text)) {
+    if (item.find_first_not_of("0123456789") != std::string::npos || item.size() > 19)
+      throw Error("seed '" + item + "' is not a non-negative integer");
+    seeds.push_back(std::stoull(item));
+  }
+  if (seeds.empty()) throw Error("no seed given (expected e.g. 0,1,2)");
+  return seeds;
+}
+
+/// A named profile: "fast" (fast_profile(): 160 px, 12 epochs, cosine, head at 300× lr) or
 /// "paper" (paper_profile(): §4.1, 224 px, 70 epochs); throws on others.
 inline TrainConfig profile(const std::string& name) {
   if (name == "fast") return fast_profile();
@@ -78,6 +101,9 @@ struct ExperimentOptions {
   /// Per-cell folder (checkpoints, metrics.jsonl); empty: no files, no mid-cell resume.
   std::filesystem::path out_dir;
   bool keep_model = false;  ///< also write <cell dir>/model.safetensors (the selected weights)
+  /// Saliency-branch options of HalSalNet / SmicNet cells (the paper's by default; softplus keeps
+  /// a branch trained from scratch from switching off, see SaliencyActivation).
+  SaliencyOptions saliency;
 };
 
 /// One cell's outcome: accuracies in [0, 1], the selected epoch, the test report and a handle on
@@ -165,6 +191,40 @@ CellResult fit_and_test(Net net, const std::string& method, const data::Split& s
 
 }  // namespace detail
 
+/// Baseline-RGB's cell: RgbNet<Backbone> on the k-shot split (k, seed), Approach B's freezing.
+template <class Backbone>
+CellResult run_rgb_cell(std::shared_ptr<const data::Dataset> data, int k, uint64_t seed, const ExperimentOptions& o) {
+  if (!data) throw Error("run_cell: no dataset");
+  const data::Split split = data::kshot(data, k, seed, o.split);
+  TrainConfig config = o.config;
+  config.seed = seed;
+  RgbNet<Backbone> net(data->num_classes());
+  if (!o.backbone_weights.empty())
+    io::load_weights(*net, o.backbone_weights, detail::backbone_load_options<RgbNet<Backbone>>(false));
+  return detail::fit_and_test<RgbNet<Backbone>, ApproachB>(net, "rgb", split, o, config);
+}
+
+/// A hallucinated-saliency cell: HalSalNet<Backbone, Depth_, Fusion> trained as `method`
+/// ("scratch-sal": Xavier branch, Approach B; "A"/"B": branch from the Step I file). Instantiates
+/// only HalSalNet, so variant sweeps (ablations) compile no SmicNet or RgbNet per variant.
+template <class Backbone, class Depth_ = Depth<4>, class Fusion = default_fusion_t<Backbone>>
+CellResult run_saliency_cell(const std::string& method, std::shared_ptr<const data::Dataset> data, int k,
+                             uint64_t seed, const ExperimentOptions& o) {
+  if (method != "scratch-sal" && method != "A" && method != "B")
+    throw Error("run_saliency_cell: method must be scratch-sal, A or B, not '" + method + "'");
+  if (!data) throw Error("run_cell: no dataset");
+  const data::Split split = data::kshot(data, k, seed, o.split);
+  TrainConfig config = o.config;
+  config.seed = seed;
+  using Net = HalSalNet<Backbone, Depth_, Fusion>;
+  Net net(data->num_classes(), o.saliency);
+  if (method != "scratch-sal") detail::load_step_one(net, o.step_one_weights);
+  if (!o.backbone_weights.empty())
+    io::load_weights(*net, o.backbone_weights, detail::backbone_load_options<Net>(false));
+  if (method == "A") return detail::fit_and_test<Net, ApproachA>(net, method, split, o, config);
+  return detail::fit_and_test<Net, ApproachB>(net, method, split, o, config);
+}
+
 /// Trains and tests one protocol cell: `method` (rgb, scratch-sal, smic, A, B) on the k-shot split
 /// (k, seed) of `data`, every method with Approach B's freezing except A. Errors name what is
 /// missing (A/B without a Step I file, unreadable weights).
@@ -173,29 +233,15 @@ CellResult run_cell(const std::string& method, std::shared_ptr<const data::Datas
                     const ExperimentOptions& o) {
   method_label(method);  // validates the name before any work
   if (!data) throw Error("run_cell: no dataset");
+  if (method == "rgb") return run_rgb_cell<Backbone>(std::move(data), k, seed, o);
+  if (method != "smic") return run_saliency_cell<Backbone, Depth_, Fusion>(method, std::move(data), k, seed, o);
   const data::Split split = data::kshot(data, k, seed, o.split);
   TrainConfig config = o.config;
   config.seed = seed;
-  const int64_t classes = data->num_classes();
-  auto load_backbone = [&](auto& net) {
-    if (!o.backbone_weights.empty())
-      io::load_weights(*net, o.backbone_weights, detail::backbone_load_options<std::decay_t<decltype(net)>>(false));
-  };
-  if (method == "rgb") {
-    RgbNet<Backbone> net(classes);
-    load_backbone(net);
-    return detail::fit_and_test<RgbNet<Backbone>, ApproachB>(net, method, split, o, config);
-  }
-  if (method == "smic") {
-    SmicNet<Backbone, Depth_, Fusion> net(classes);
-    load_backbone(net);
-    return detail::fit_and_test<SmicNet<Backbone, Depth_, Fusion>, ApproachB>(net, method, split, o, config);
-  }
-  using Net = HalSalNet<Backbone, Depth_, Fusion>;
-  Net net(classes);
-  if (method != "scratch-sal") detail::load_step_one(net, o.step_one_weights);
-  load_backbone(net);
-  if (method == "A") return detail::fit_and_test<Net, ApproachA>(net, method, split, o, config);
+  using Net = SmicNet<Backbone, Depth_, Fusion>;
+  Net net(data->num_classes(), o.saliency);
+  if (!o.backbone_weights.empty())
+    io::load_weights(*net, o.backbone_weights, detail::backbone_load_options<Net>(false));
   return detail::fit_and_test<Net, ApproachB>(net, method, split, o, config);
 }
 
@@ -212,21 +258,23 @@ CellResult run_cell(const std::string& method, const data::Dataset& data, int k,
 /// The dataset's class order must be the head's (ImageNet: sorted wnids).
 template <class Backbone, class Depth_ = Depth<4>, class Fusion = default_fusion_t<Backbone>>
 FitResult run_step_one(std::shared_ptr<const data::Dataset> imagenet, const std::filesystem::path& weights,
-                       const TrainConfig& config, const std::filesystem::path& out_file) {
+                       const TrainConfig& config, const std::filesystem::path& out_file,
+                       const SaliencyOptions& saliency = {}) {
   if (!imagenet) throw Error("run_step_one: no dataset");
   if (weights.empty()) throw Error("Step I needs the backbone's ImageNet weights (with their head)");
   if (out_file.extension() != ".safetensors")
     throw file_error(out_file, "the Step I output must be a .safetensors file");
   using Net = HalSalNet<Backbone, Depth_, Fusion>;
-  Net net(imagenet->num_classes());
+  Net net(imagenet->num_classes(), saliency);
   io::load_weights(*net, weights, detail::backbone_load_options<Net>(/*with_head=*/true));
   Trainer<Net, StepI> trainer(net, config);
   trainer.set_progress_prefix("[Step I] ");
   FitResult fit = trainer.fit(data::Subset::all(imagenet), data::Subset{});
-  io::TensorDict saliency;
+  io::TensorDict branch;
   for (const auto& kv : io::state_dict(*net))
-    if (kv.key().rfind("saliency.", 0) == 0) saliency.insert(kv.key(), kv.value().detach().to(torch::kCPU).contiguous());
-  io::write_weights(out_file, saliency, {{"halsal", "step-one"}, {"network", Net::Impl::name()}});
+    if (kv.key().rfind("saliency.", 0) == 0) branch.insert(kv.key(), kv.value().detach().to(torch::kCPU).contiguous());
+  io::write_weights(out_file, branch,
+                    {{"halsal", "step-one"}, {"network", Net::Impl::name()}, {"saliency_activation", to_string(saliency.activation)}});
   return fit;
 }
 
@@ -264,7 +312,8 @@ inline void write_protocol_tables(const eval::ResultsTable& table, const std::fi
 }
 
 /// One runs.jsonl line for a finished cell.
-inline nlohmann::json cell_json(const CellResult& r, const std::string& label, const TrainConfig& config) {
+inline nlohmann::json cell_json(const CellResult& r, const std::string& label, const TrainConfig& config,
+                                SaliencyActivation saliency_activation = SaliencyActivation::relu) {
   nlohmann::json j{{"method", label},
                    {"method_key", r.method},
                    {"k", r.k == data::kOfficial ? nlohmann::json("K") : nlohmann::json(r.k)},
@@ -279,6 +328,7 @@ inline nlohmann::json cell_json(const CellResult& r, const std::string& label, c
                    {"val", r.split.val.size()},
                    {"test", r.split.test.size()},
                    {"config", to_json(config)}};
+  if (r.method != "rgb") j["saliency_activation"] = to_string(saliency_activation);
   if (r.report.has_saliency_score) j["saliency_on_object_ratio"] = r.report.saliency_on_object.ratio;
   return j;
 }
@@ -331,7 +381,7 @@ eval::ResultsTable run_protocol(std::shared_ptr<const data::Dataset> data, const
         table.add(labels[mi], table_k, table_seed, 100 * r.top1, 100 * r.top5);
         TrainConfig used = o.config;
         used.seed = seed;
-        jsonl += cell_json(r, labels[mi], used).dump() + "\n";
+        jsonl += cell_json(r, labels[mi], used, o.saliency.activation).dump() + "\n";
         write_protocol_tables(table, p.out_dir);
         ::halsal::detail::write_file_atomic(files.runs_jsonl, jsonl);
         if (!p.keep_checkpoints) std::filesystem::remove_all(o.out_dir / "checkpoints");

@@ -111,7 +111,7 @@ class Progress {
     }
   }
 
-  /// Ends the epoch: prints its summary with `extra` (e.g. {"val_acc", 0.81}) and returns it as
+  /// Ends the epoch: prints its summary with `extra` (e.g. {"val_acc", 0.81}, printed "val_acc 81.0%") and returns it as
   /// JSON (epoch, epochs, steps, images, loss, accuracy, seconds, images_per_s, eta_s, and the
   /// extras).
   nlohmann::json end_epoch(const std::vector<std::pair<std::string, double>>& extra = {}) {
@@ -132,7 +132,7 @@ class Progress {
     if (o_.style == ProgressStyle::Silent) return j;
     std::string line = "epoch " + std::to_string(epoch_) + "/" + std::to_string(epochs_) +
                        " loss " + fixed(mean_loss(), 4) + " acc " + percent(accuracy());
-    for (const auto& [k, v] : extra) line += " " + k + " " + number(v);
+    for (const auto& [k, v] : extra) line += " " + k + " " + (is_accuracy_key(k) ? percent(v) : number(v));
     line += " " + fixed(secs > 0 ? static_cast<double>(images_) / secs : kNaN, 1) + " img/s " +
             format_duration(secs) + " ETA " + format_duration(eta);
     if (o_.style == ProgressStyle::Terminal) *o_.out << "\r\x1b[2K";
@@ -198,6 +198,13 @@ class Progress {
     return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json();
   }
   static std::string fixed(double v, int d) { return halsal::detail::format_fixed(v, d); }
+  // Accuracies ("acc", "val_acc", "top1_accuracy") print as percentages like the training accuracy.
+  static bool is_accuracy_key(const std::string& k) {
+    auto ends = [&](const std::string& suffix) {
+      return k.size() >= suffix.size() && k.compare(k.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    return ends("acc") || ends("accuracy");
+  }
   static std::string percent(double v) { return std::isnan(v) ? "nan" : fixed(100 * v, 1) + "%"; }
   static std::string number(double v) {
     char buf[32];

@@ -31,6 +31,8 @@ struct EpochRecord {
   double loss = 0, train_accuracy = 0;
   double val_accuracy = std::numeric_limits<double>::quiet_NaN();
   double seconds = 0, images_per_s = 0;
+  /// Share of training images whose saliency map was 0 everywhere (NaN: no saliency branch).
+  double zero_saliency_share = std::numeric_limits<double>::quiet_NaN();
 };
 
 /// What fit() did: the selected epoch and the history.
@@ -131,7 +133,7 @@ class Trainer {
       loader.start_epoch(epoch);
       const auto t0 = std::chrono::steady_clock::now();
       double loss_sum = 0;
-      int64_t correct = 0, seen = 0;
+      int64_t correct = 0, seen = 0, zero_maps = 0;
       while (auto batch = loader.next()) {
         set_learning_rates(detail::schedule_factor(config_.schedule, step, total_steps));
         const auto x = norm(batch->images, device_);
@@ -146,6 +148,8 @@ class Trainer {
         const int64_t n = batch->size();
         const int64_t c = out.logits.argmax(1).eq(labels).sum().template item<int64_t>();
         const double l = loss.template item<double>();
+        if (out.saliency.defined())
+          zero_maps += std::get<0>(out.saliency.detach().flatten(1).max(1)).le(0).sum().template item<int64_t>();
         loss_sum += l * static_cast<double>(n);
         correct += c;
         seen += n;
@@ -157,6 +161,8 @@ class Trainer {
       rec.loss = loss_sum / std::max<int64_t>(1, seen);
       rec.train_accuracy = static_cast<double>(correct) / std::max<int64_t>(1, seen);
       rec.images_per_s = static_cast<double>(seen) / std::max(1e-9, rec.seconds);
+      if constexpr (Impl::has_saliency)
+        rec.zero_saliency_share = static_cast<double>(zero_maps) / static_cast<double>(std::max<int64_t>(1, seen));
       const bool last = epoch == config_.epochs;
       std::vector<std::pair<std::string, double>> extra;
       if (!val.empty() && (epoch % std::max(1, config_.eval_every) == 0 || last)) {
@@ -174,6 +180,17 @@ class Trainer {
         if (!config_.checkpoint_dir.empty()) write_best();
       }
       auto line = progress.end_epoch(extra);
+      if (!std::isnan(rec.zero_saliency_share)) {
+        line["zero_saliency_share"] = rec.zero_saliency_share;
+        // A ReLU map that is 0 everywhere gets no gradient: say so once instead of silently
+        // training the baseline.
+        if (rec.zero_saliency_share >= 1 && !warned_dead_map_) {
+          warned_dead_map_ = true;
+          progress.message("warning: the saliency map was 0 on every training image of this epoch; its ReLU has "
+                           "switched off, so the network now trains like the baseline (a lower learning rate for the "
+                           "branch, TrainConfig::saliency_lr_scale, or SaliencyActivation::softplus can avoid this)");
+        }
+      }
       if (jsonl) jsonl->write(line);
       result.history.push_back(rec);
       result.epochs_done = epoch;
@@ -290,7 +307,8 @@ class Trainer {
     };
     add(groups_.backbone, config_.lr);
     add(groups_.head, config_.lr * config_.new_layer_lr_scale);
-    add(groups_.saliency, config_.lr * config_.new_layer_lr_scale);
+    add(groups_.saliency,
+        config_.lr * (config_.saliency_lr_scale > 0 ? config_.saliency_lr_scale : config_.new_layer_lr_scale));
     if (groups.empty()) throw Error(std::string("Trainer: policy ") + Policy::name + " leaves nothing to train");
     if (config_.optimizer == "adam")
       optimizer_ = std::make_unique<torch::optim::Adam>(std::move(groups), torch::optim::AdamOptions(config_.lr));
@@ -381,6 +399,7 @@ class Trainer {
   std::vector<double> base_lrs_;
   std::vector<torch::Tensor> best_state_;
   std::string progress_prefix_;
+  bool warned_dead_map_ = false;
 };
 
 }  // namespace halsal::train

@@ -1,0 +1,61 @@
+// Command-line pieces the example programs share: the training flags (profile and its overrides)
+// and CLI11 parsing that reports "<program>: <what>" with exit status 1.
+#pragma once
+#include <halsal/saliency/saliency_branch.hpp>
+#include <halsal/train/experiment.hpp>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+#include <string>
+
+namespace halsal::cli {
+
+/// Parses argv: returns -1 to go on, else the exit status (0 after --help, 1 for a wrong argument,
+/// which is printed as "<program>: <what> (see --help)").
+inline int parse(CLI::App& app, int argc, char** argv, const char* program) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::cerr << program << ": " << e.what() << " (see --help)\n";
+    return 1;
+  }
+  return -1;
+}
+
+/// --profile, --epochs, --image-size, --normalization, --device, --saliency-activation.
+struct TrainingFlags {
+  std::string profile = "fast", normalization, device = "cpu", saliency_activation = "relu";
+  int epochs = 0, image_size = 0;
+
+  /// Registers the flags on `app`.
+  void add_to(CLI::App& app) {
+    app.add_option("--profile", profile, "fast (160 px, 12 epochs, cosine) or paper (224 px, 70 epochs, §4.1)")
+        ->check(CLI::IsMember({"fast", "paper"}));
+    app.add_option("--epochs", epochs, "override the profile's epochs")->check(CLI::PositiveNumber);
+    app.add_option("--image-size", image_size, "override the profile's image size")->check(CLI::Range(64, 1024));
+    app.add_option("--normalization", normalization, "imagenet or symmetric (the shared MobileNetV2 needs symmetric)")
+        ->check(CLI::IsMember({"imagenet", "symmetric"}));
+    app.add_option("--device", device, "cpu or cuda[:n]");
+    app.add_option("--saliency-activation", saliency_activation,
+                   "the saliency map's last non-linearity: relu (the paper's) or softplus")
+        ->check(CLI::IsMember({"relu", "softplus"}));
+  }
+  /// The profile with the overrides applied.
+  train::TrainConfig config() const {
+    train::TrainConfig c = train::profile(profile);
+    if (!normalization.empty()) c.normalization = normalization;
+    if (epochs > 0) c.epochs = epochs;
+    if (image_size > 0) c.image_size = image_size;
+    c.device = device;
+    return c;
+  }
+  /// The saliency-branch options.
+  SaliencyOptions saliency() const {
+    SaliencyOptions o;
+    o.activation = parse_saliency_activation(saliency_activation);
+    return o;
+  }
+};
+
+}  // namespace halsal::cli
