@@ -88,7 +88,8 @@ BOOST_AUTO_TEST_CASE(protocol_resumes_without_retraining) {
 
 BOOST_AUTO_TEST_CASE(k_and_seed_lists) {
   BOOST_TEST((ht::parse_k_list("1,5,10,K") == std::vector<int>{1, 5, 10, hd::kOfficial}));
-  BOOST_TEST((ht::parse_seed_list("0,2,18446744073709551615") == std::vector<uint64_t>{0, 2, 18446744073709551615ull}));
+  BOOST_TEST((ht::parse_seed_list("0,2,1234567890123456789") == std::vector<uint64_t>{0, 2, 1234567890123456789ull}));
+  BOOST_CHECK_THROW(ht::parse_seed_list("99999999999999999999"), halsal::Error);  // beyond 64 bits
   BOOST_CHECK_THROW(ht::parse_k_list("1,x"), halsal::Error);
   BOOST_CHECK_THROW(ht::parse_k_list(""), halsal::Error);
   BOOST_CHECK_THROW(ht::parse_seed_list("-1"), halsal::Error);
@@ -122,7 +123,8 @@ BOOST_AUTO_TEST_CASE(run_cell_errors) {
   o.backbone_weights = test::scratch_dir("experiment_errors") / "nope.pth";
   BOOST_TEST(message("rgb").find("nope.pth") != std::string::npos, message("rgb"));
   BOOST_CHECK_THROW(ht::profile("slow"), Error);
-  BOOST_TEST(ht::profile("fast").image_size == 112);
+  BOOST_TEST(ht::profile("fast").image_size == 160);
+  BOOST_TEST(ht::profile("paper").image_size == 224);
 }
 
 BOOST_AUTO_TEST_CASE(step_one_writes_only_the_saliency_branch) {
