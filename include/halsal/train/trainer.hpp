@@ -65,7 +65,7 @@ inline std::ostream& operator<<(std::ostream& os, const EvalReport& r) {
   os << std::fixed << std::setprecision(1) << "top-1 " << 100 * r.metrics.top1() << " %, top-5 "
      << 100 * r.metrics.top5() << " %, mean per-class " << 100 * r.metrics.mean_per_class_accuracy()
      << " % on " << r.metrics.count() << " images";
-  if (r.has_saliency_score) os << "; saliency on object: " << r.saliency_on_object;
+  if (r.has_saliency_score) os << "; " << r.saliency_on_object;  // it names itself
   return os << std::defaultfloat;
 }
 
