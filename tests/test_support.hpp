@@ -4,8 +4,10 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <initializer_list>
 #include <string>
 
+#include "halsal/core/error.hpp"
 #include "halsal_test_config.hpp"
 
 namespace halsal::test {
@@ -27,6 +29,19 @@ inline std::filesystem::path scratch_dir(const std::string& name) {
   std::filesystem::remove_all(p);
   std::filesystem::create_directories(p);
   return p;
+}
+
+/// Runs f, expecting a halsal::Error whose message contains every one of `parts`.
+template <class F>
+void expect_error(F&& f, std::initializer_list<std::string> parts) {
+  try {
+    f();
+  } catch (const halsal::Error& e) {
+    const std::string msg = e.what();
+    for (const auto& p : parts) BOOST_TEST(msg.find(p) != std::string::npos, "'" << msg << "' should contain '" << p << "'");
+    return;
+  }
+  BOOST_ERROR("expected a halsal::Error containing " << *parts.begin());
 }
 
 /// Boost.Test precondition: skips the test cleanly when ../shared/<sub> is absent.

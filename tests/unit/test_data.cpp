@@ -11,6 +11,7 @@
 
 namespace hd = halsal::data;
 namespace fs = std::filesystem;
+using halsal::test::expect_error;
 
 namespace {
 
@@ -25,19 +26,6 @@ hd::Image pattern(int h, int w, int c = 3) {
 
 void write_bytes(const fs::path& p, const std::vector<uint8_t>& b) {
   std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-}
-
-/// Runs f, expecting a halsal::Error whose message contains every one of `parts`.
-template <class F>
-void expect_error(F&& f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-  } catch (const halsal::Error& e) {
-    const std::string msg = e.what();
-    for (const auto& p : parts) BOOST_TEST(msg.find(p) != std::string::npos, "'" << msg << "' should contain '" << p << "'");
-    return;
-  }
-  BOOST_ERROR("expected a halsal::Error containing " << *parts.begin());
 }
 
 int max_diff(hd::ImageView a, hd::ImageView b) {

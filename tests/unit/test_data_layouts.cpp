@@ -12,20 +12,9 @@
 
 namespace hd = halsal::data;
 namespace fs = std::filesystem;
+using halsal::test::expect_error;
 
 namespace {
-
-template <class F>
-void expect_error(F&& f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-  } catch (const halsal::Error& e) {
-    const std::string msg = e.what();
-    for (const auto& p : parts) BOOST_TEST(msg.find(p) != std::string::npos, "'" << msg << "' should contain '" << p << "'");
-    return;
-  }
-  BOOST_ERROR("expected a halsal::Error containing " << *parts.begin());
-}
 
 /// A small image whose colour encodes n (so tests can tell which file was loaded).
 void image(const fs::path& p, int n, int h = 12, int w = 16) {
