@@ -97,10 +97,12 @@ BOOST_AUTO_TEST_CASE(step_one_changes_only_the_saliency_branch) {
   BOOST_TEST(changed == 4);  // conv1 and score, weights and biases
 }
 
-BOOST_AUTO_TEST_CASE(an_interrupted_run_resumes_to_the_same_weights) {
+// Trains Net for 3 epochs straight and in two calls (1 epoch, then a resume in a "fresh process"
+// with other initial weights and random state); the final weights must be identical.
+template <class Net>
+void check_resume_gives_the_same_weights(const std::string& name) {
   auto data = small_synthetic();
   auto split = hd::kshot(data, 3, 0);
-  using Net = HalSalNet<ResNet<18>, Depth<2>, AfterStage<4>>;
   auto config = small_config();
   config.epochs = 3;
   config.optimizer = "sgd";
@@ -111,11 +113,11 @@ BOOST_AUTO_TEST_CASE(an_interrupted_run_resumes_to_the_same_weights) {
   Net reference(4);
   auto init = weights(*reference);
   auto c1 = config;
-  c1.checkpoint_dir = test::scratch_dir("resume-reference");
+  c1.checkpoint_dir = test::scratch_dir("resume-reference-" + name);
   train::Trainer<Net, ApproachB>(reference, c1).fit(split.train, split.val);
 
   auto c2 = config;
-  c2.checkpoint_dir = test::scratch_dir("resume-interrupted");
+  c2.checkpoint_dir = test::scratch_dir("resume-interrupted-" + name);
   c2.stop_after_epochs = 1;
   c2.metrics_jsonl = c2.checkpoint_dir / "metrics.jsonl";
   torch::manual_seed(5);
@@ -135,7 +137,7 @@ BOOST_AUTO_TEST_CASE(an_interrupted_run_resumes_to_the_same_weights) {
   BOOST_TEST_REQUIRE(a.size() == b.size());
   size_t differing = 0;
   for (size_t i = 0; i < a.size(); ++i) differing += !torch::equal(a[i], b[i]);
-  BOOST_TEST(differing == 0u, differing << " tensors differ after resuming");
+  BOOST_TEST(differing == 0u, name << ": " << differing << " tensors differ after resuming");
   // And training did move the weights.
   size_t moved = 0;
   for (size_t i = 0; i < a.size(); ++i) moved += !torch::equal(a[i], init[i]);
@@ -151,6 +153,15 @@ BOOST_AUTO_TEST_CASE(an_interrupted_run_resumes_to_the_same_weights) {
     BOOST_TEST(j.contains("val_acc"));
   }
   BOOST_TEST(lines == 3);
+}
+
+BOOST_AUTO_TEST_CASE(an_interrupted_run_resumes_to_the_same_weights) {
+  check_resume_gives_the_same_weights<HalSalNet<ResNet<18>, Depth<2>, AfterStage<4>>>("halsal-resnet18");
+}
+
+// MobileNetV2's classifier has dropout: its masks must repeat after a resume too.
+BOOST_AUTO_TEST_CASE(a_resumed_run_repeats_the_dropout_masks) {
+  check_resume_gives_the_same_weights<RgbNet<MobileNetV2>>("rgb-mobilenet_v2");
 }
 
 BOOST_AUTO_TEST_CASE(a_switched_off_saliency_map_is_reported) {

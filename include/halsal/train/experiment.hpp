@@ -11,11 +11,13 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -69,13 +71,19 @@ inline std::vector<int> parse_k_list(const std::string& text) {
   return ks;
 }
 
-/// Parses "0,1,2" into seeds; errors name the item that is not a non-negative integer.
+/// Parses "0,1,2" into 64-bit seeds; errors name the item that is not one.
 inline std::vector<uint64_t> parse_seed_list(const std::string& text) {
   std::vector<uint64_t> seeds;
   for (const auto& item : split_list(text)) {
-    if (item.find_first_not_of("0123456789") != std::string::npos || item.size() > 19)
+    uint64_t seed = 0;
+    const auto parsed = std::from_chars(item.data(), item.data() + item.size(), seed);
+    if (item.empty() || item.find_first_not_of("0123456789") != std::string::npos ||
+        parsed.ptr != item.data() + item.size())
       throw Error("seed '" + item + "' is not a non-negative integer");
-    seeds.push_back(std::stoull(item));
+    if (parsed.ec == std::errc::result_out_of_range)
+      throw Error("seed '" + item + "' is larger than the largest seed, " +
+                  std::to_string(std::numeric_limits<uint64_t>::max()));
+    seeds.push_back(seed);
   }
   if (seeds.empty()) throw Error("no seed given (expected e.g. 0,1,2)");
   return seeds;
@@ -149,9 +157,34 @@ void load_step_one(Net& net, const std::filesystem::path& file) {
   io::load_weights(*net, file, lo);
 }
 
+/// What every cell starts from: its k-shot split and its configuration with the cell's seed.
+struct CellSetup {
+  data::Split split;
+  TrainConfig config;
+};
+
+/// The cell's split and configuration. Also seeds torch's generator with the cell's seed, so the
+/// network built next (Xavier head, scratch branch) and its dropout do not depend on what ran
+/// earlier in the process: a resumed protocol gives each cell the numbers a fresh one would.
+inline CellSetup cell_setup(const std::shared_ptr<const data::Dataset>& data, int k, uint64_t seed,
+                            const ExperimentOptions& o) {
+  if (!data) throw Error("run_cell: no dataset");
+  CellSetup s{data::kshot(data, k, seed, o.split), o.config};
+  s.config.seed = seed;
+  torch::manual_seed(seed);
+  return s;
+}
+
+/// Loads the backbone's ImageNet weights (without their head) when the options name a file.
+template <class Net>
+void load_backbone(Net& net, const ExperimentOptions& o) {
+  if (!o.backbone_weights.empty()) io::load_weights(*net, o.backbone_weights, backbone_load_options<Net>(false));
+}
+
 template <class Net, class Policy>
-CellResult fit_and_test(Net net, const std::string& method, const data::Split& split,
-                        const ExperimentOptions& o, TrainConfig config) {
+CellResult fit_and_test(Net net, const std::string& method, CellSetup setup, const ExperimentOptions& o) {
+  const data::Split& split = setup.split;
+  TrainConfig& config = setup.config;
   std::filesystem::path cell_dir;
   if (!o.out_dir.empty()) {
     cell_dir = o.out_dir;
@@ -194,14 +227,10 @@ CellResult fit_and_test(Net net, const std::string& method, const data::Split& s
 /// Baseline-RGB's cell: RgbNet<Backbone> on the k-shot split (k, seed), Approach B's freezing.
 template <class Backbone>
 CellResult run_rgb_cell(std::shared_ptr<const data::Dataset> data, int k, uint64_t seed, const ExperimentOptions& o) {
-  if (!data) throw Error("run_cell: no dataset");
-  const data::Split split = data::kshot(data, k, seed, o.split);
-  TrainConfig config = o.config;
-  config.seed = seed;
+  auto setup = detail::cell_setup(data, k, seed, o);
   RgbNet<Backbone> net(data->num_classes());
-  if (!o.backbone_weights.empty())
-    io::load_weights(*net, o.backbone_weights, detail::backbone_load_options<RgbNet<Backbone>>(false));
-  return detail::fit_and_test<RgbNet<Backbone>, ApproachB>(net, "rgb", split, o, config);
+  detail::load_backbone(net, o);
+  return detail::fit_and_test<RgbNet<Backbone>, ApproachB>(net, "rgb", std::move(setup), o);
 }
 
 /// A hallucinated-saliency cell: HalSalNet<Backbone, Depth_, Fusion> trained as `method`
@@ -212,17 +241,13 @@ CellResult run_saliency_cell(const std::string& method, std::shared_ptr<const da
                              uint64_t seed, const ExperimentOptions& o) {
   if (method != "scratch-sal" && method != "A" && method != "B")
     throw Error("run_saliency_cell: method must be scratch-sal, A or B, not '" + method + "'");
-  if (!data) throw Error("run_cell: no dataset");
-  const data::Split split = data::kshot(data, k, seed, o.split);
-  TrainConfig config = o.config;
-  config.seed = seed;
+  auto setup = detail::cell_setup(data, k, seed, o);
   using Net = HalSalNet<Backbone, Depth_, Fusion>;
   Net net(data->num_classes(), o.saliency);
   if (method != "scratch-sal") detail::load_step_one(net, o.step_one_weights);
-  if (!o.backbone_weights.empty())
-    io::load_weights(*net, o.backbone_weights, detail::backbone_load_options<Net>(false));
-  if (method == "A") return detail::fit_and_test<Net, ApproachA>(net, method, split, o, config);
-  return detail::fit_and_test<Net, ApproachB>(net, method, split, o, config);
+  detail::load_backbone(net, o);
+  if (method == "A") return detail::fit_and_test<Net, ApproachA>(net, method, std::move(setup), o);
+  return detail::fit_and_test<Net, ApproachB>(net, method, std::move(setup), o);
 }
 
 /// Trains and tests one protocol cell: `method` (rgb, scratch-sal, smic, A, B) on the k-shot split
@@ -235,14 +260,11 @@ CellResult run_cell(const std::string& method, std::shared_ptr<const data::Datas
   if (!data) throw Error("run_cell: no dataset");
   if (method == "rgb") return run_rgb_cell<Backbone>(std::move(data), k, seed, o);
   if (method != "smic") return run_saliency_cell<Backbone, Depth_, Fusion>(method, std::move(data), k, seed, o);
-  const data::Split split = data::kshot(data, k, seed, o.split);
-  TrainConfig config = o.config;
-  config.seed = seed;
+  auto setup = detail::cell_setup(data, k, seed, o);
   using Net = SmicNet<Backbone, Depth_, Fusion>;
   Net net(data->num_classes(), o.saliency);
-  if (!o.backbone_weights.empty())
-    io::load_weights(*net, o.backbone_weights, detail::backbone_load_options<Net>(false));
-  return detail::fit_and_test<Net, ApproachB>(net, method, split, o, config);
+  detail::load_backbone(net, o);
+  return detail::fit_and_test<Net, ApproachB>(net, method, std::move(setup), o);
 }
 
 /// run_cell() on a dataset held by value.
@@ -265,6 +287,7 @@ FitResult run_step_one(std::shared_ptr<const data::Dataset> imagenet, const std:
   if (out_file.extension() != ".safetensors")
     throw file_error(out_file, "the Step I output must be a .safetensors file");
   using Net = HalSalNet<Backbone, Depth_, Fusion>;
+  torch::manual_seed(config.seed);  // the branch's Xavier start follows the seed, as in run_cell
   Net net(imagenet->num_classes(), saliency);
   io::load_weights(*net, weights, detail::backbone_load_options<Net>(/*with_head=*/true));
   Trainer<Net, StepI> trainer(net, config);

@@ -4,6 +4,7 @@
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/sgd.h>
+#include <torch/utils.h>
 
 #include <chrono>
 #include <cmath>
@@ -131,9 +132,14 @@ class Trainer {
       net_->train();
       progress.begin_epoch(epoch);
       loader.start_epoch(epoch);
+      // Dropout draws from torch's generator: seeded per epoch, a resumed run repeats the masks of
+      // an uninterrupted one (the loader's shuffle and crops already follow (seed, epoch)).
+      torch::manual_seed(data::seed_of({config_.seed, static_cast<uint64_t>(epoch), 0x64726f70ULL /* "drop" */}));
       const auto t0 = std::chrono::steady_clock::now();
       double loss_sum = 0;
-      int64_t correct = 0, seen = 0, zero_maps = 0;
+      int64_t correct = 0, seen = 0;
+      // Counted on the device and read once per epoch: no extra host sync per step.
+      torch::Tensor zero_maps = torch::zeros({}, torch::TensorOptions().dtype(torch::kLong).device(device_));
       while (auto batch = loader.next()) {
         set_learning_rates(detail::schedule_factor(config_.schedule, step, total_steps));
         const auto x = norm(batch->images, device_);
@@ -149,7 +155,7 @@ class Trainer {
         const int64_t c = out.logits.argmax(1).eq(labels).sum().template item<int64_t>();
         const double l = loss.template item<double>();
         if (out.saliency.defined())
-          zero_maps += std::get<0>(out.saliency.detach().flatten(1).max(1)).le(0).sum().template item<int64_t>();
+          zero_maps += std::get<0>(out.saliency.detach().flatten(1).max(1)).le(0).sum();
         loss_sum += l * static_cast<double>(n);
         correct += c;
         seen += n;
@@ -162,7 +168,8 @@ class Trainer {
       rec.train_accuracy = static_cast<double>(correct) / std::max<int64_t>(1, seen);
       rec.images_per_s = static_cast<double>(seen) / std::max(1e-9, rec.seconds);
       if constexpr (Impl::has_saliency)
-        rec.zero_saliency_share = static_cast<double>(zero_maps) / static_cast<double>(std::max<int64_t>(1, seen));
+        rec.zero_saliency_share =
+            static_cast<double>(zero_maps.template item<int64_t>()) / static_cast<double>(std::max<int64_t>(1, seen));
       const bool last = epoch == config_.epochs;
       std::vector<std::pair<std::string, double>> extra;
       if (!val.empty() && (epoch % std::max(1, config_.eval_every) == 0 || last)) {
