@@ -27,7 +27,7 @@ struct TrainConfig {
   double crop_scale_min = 0.08;   ///< RandomResizedCrop's smallest area share
   bool freeze_batchnorm = true;   ///< FreezeOptions::freeze_batchnorm
   std::string normalization = "imagenet";  ///< "imagenet" or "symmetric" (the shared MobileNetV2)
-  uint64_t seed = 0;               ///< data order and augmentation; run_cell/run_step_one also seed the init with it
+  uint64_t seed = 0;               ///< data order, augmentation, dropout; run_cell/run_step_one also seed the init
   std::string device = "cpu";     ///< "cpu" or "cuda[:n]"
   int workers = -1;               ///< loader threads; -1 = cores - 1
   int eval_every = 1;             ///< validate every n epochs (and after the last)

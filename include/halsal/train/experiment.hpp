@@ -164,8 +164,9 @@ struct CellSetup {
 };
 
 /// The cell's split and configuration. Also seeds torch's generator with the cell's seed, so the
-/// network built next (Xavier head, scratch branch) and its dropout do not depend on what ran
-/// earlier in the process: a resumed protocol gives each cell the numbers a fresh one would.
+/// network built next (Xavier head, scratch branch) does not depend on what ran earlier in the
+/// process: a resumed protocol gives each cell the numbers a fresh one would (the Trainer seeds
+/// dropout per epoch).
 inline CellSetup cell_setup(const std::shared_ptr<const data::Dataset>& data, int k, uint64_t seed,
                             const ExperimentOptions& o) {
   if (!data) throw Error("run_cell: no dataset");
@@ -257,7 +258,6 @@ template <class Backbone, class Depth_ = Depth<4>, class Fusion = default_fusion
 CellResult run_cell(const std::string& method, std::shared_ptr<const data::Dataset> data, int k, uint64_t seed,
                     const ExperimentOptions& o) {
   method_label(method);  // validates the name before any work
-  if (!data) throw Error("run_cell: no dataset");
   if (method == "rgb") return run_rgb_cell<Backbone>(std::move(data), k, seed, o);
   if (method != "smic") return run_saliency_cell<Backbone, Depth_, Fusion>(method, std::move(data), k, seed, o);
   auto setup = detail::cell_setup(data, k, seed, o);
