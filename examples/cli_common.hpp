@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 #include <string>
+#include <vector>
 
 namespace halsal::cli {
 
@@ -23,10 +24,12 @@ inline int parse(CLI::App& app, int argc, char** argv, const char* program) {
   return -1;
 }
 
-/// --profile, --epochs, --image-size, --normalization, --device, --saliency-activation.
+/// --profile, --epochs, --image-size, --normalization, --device, --saliency-activation, --head,
+/// --warmup-epochs and --set FIELD=VALUE for any other TrainConfig field.
 struct TrainingFlags {
-  std::string profile = "fast", normalization, device = "cpu", saliency_activation = "relu";
-  int epochs = 0, image_size = 0;
+  std::string profile = "fast", normalization, device = "cpu", saliency_activation = "relu", head;
+  int epochs = 0, image_size = 0, warmup_epochs = -1;
+  std::vector<std::string> sets;
 
   /// Registers the flags on `app`.
   void add_to(CLI::App& app) {
@@ -40,6 +43,12 @@ struct TrainingFlags {
     app.add_option("--saliency-activation", saliency_activation,
                    "the saliency map's last non-linearity: relu (the paper's) or softplus")
         ->check(CLI::IsMember({"relu", "softplus"}));
+    app.add_option("--head", head, "xavier (the paper's linear head) or imprint (cosine head from the class means)")
+        ->check(CLI::IsMember({"xavier", "imprint"}));
+    app.add_option("--warmup-epochs", warmup_epochs, "head-only epochs before fine-tuning (0 = none)")
+        ->check(CLI::NonNegativeNumber);
+    app.add_option("--set", sets, "FIELD=VALUE: any training-configuration field (as in runs.jsonl's config), "
+                                  "e.g. --set lr=2e-4 --set warmup_lr=0.05; repeatable");
   }
   /// The profile with the overrides applied.
   train::TrainConfig config() const {
@@ -47,7 +56,11 @@ struct TrainingFlags {
     if (!normalization.empty()) c.normalization = normalization;
     if (epochs > 0) c.epochs = epochs;
     if (image_size > 0) c.image_size = image_size;
+    if (!head.empty()) c.head = head;
+    if (warmup_epochs >= 0) c.warmup_epochs = warmup_epochs;
     c.device = device;
+    for (const auto& item : sets) c = train::apply_setting(c, item);
+    train::validate(c);
     return c;
   }
   /// The saliency-branch options.

@@ -1,4 +1,5 @@
-// halsal_protocol: the paper's k-shot tables (methods × k × seeds), resumable, and Step I.
+// halsal_protocol: the paper's k-shot tables (methods × k × seeds), resumable, and Step I with
+// its held-out check.
 #include <halsal/halsal.hpp>
 #include <halsal/train/experiment.hpp>
 
@@ -12,37 +13,60 @@ namespace ht = halsal::train;
 namespace {
 
 template <class B>
-int run(const std::string& data_dir, const std::string& step_one_dir, ht::ProtocolOptions& p) {
-  if (!step_one_dir.empty()) {
-    auto imagenet = std::make_shared<const halsal::data::Dataset>(halsal::data::open(step_one_dir));
-    std::cout << imagenet->summary() << "\n";
-    const auto fit = ht::run_step_one<B>(imagenet, p.experiment.backbone_weights, p.experiment.config,
-                                         p.experiment.step_one_weights, p.experiment.saliency);
-    std::cout << "Step I: " << fit.epochs_done << " epochs; saliency branch written to "
-              << p.experiment.step_one_weights.string() << "\n";
+int run(const std::string& data_dir, const std::vector<std::string>& step_one_dirs, double holdout,
+        ht::ProtocolOptions& p) {
+  if (!step_one_dirs.empty()) {
+    std::vector<halsal::data::Dataset> parts;
+    for (const auto& dir : step_one_dirs) {
+      parts.push_back(halsal::data::open(dir));
+      std::cout << parts.back().summary() << "\n";
+    }
+    auto imagenet = std::make_shared<const halsal::data::Dataset>(halsal::data::concat(parts));
+    ht::StepOneOptions o;
+    o.weights = p.experiment.backbone_weights;
+    o.config = p.experiment.config;
+    o.saliency = p.experiment.saliency;
+    o.holdout = holdout;
+    o.gallery_dir = p.out_dir;
+    const auto report = ht::run_step_one<B>(imagenet, o, p.experiment.step_one_weights);
+    std::cout << "Step I: " << report.fit.epochs_done << " epochs on " << report.train_images
+              << " images; saliency branch written to " << p.experiment.step_one_weights.string() << "\n"
+              << report.verdict();
+    if (report.checked)
+      std::cout << "Held-out galleries: " << (p.out_dir / "stepI-helped.png").string() << ", stepI-hurt.png, "
+                << "stepI-heldout.png\n";
     return 0;
   }
   auto data = std::make_shared<const halsal::data::Dataset>(halsal::data::open(data_dir));
   std::cout << data->summary() << "\n";
   const auto table = ht::run_protocol<B>(data, p);
-  std::cout << "\n" << table.markdown() << "\nWrote " << p.out_dir.string() << "/table.md, table.csv, runs.csv, runs.jsonl\n";
+  std::cout << "\n" << table.markdown() << "\nWrote " << p.out_dir.string()
+            << "/table.md, table.csv, paired.csv, runs.csv, runs.jsonl\n";
   return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"halsal protocol: k-shot accuracy of Baseline-RGB, scratch SAL, SMIC, Approach A and B"};
-  std::string data_dir, weights, step_one, step_one_data, methods = "rgb,scratch-sal,smic,A,B", ks = "1,2,3,5,10",
-                                                         seeds = "0,1,2", backbone = "mobilenet_v2",
-                                                         out = "protocol-out";
+  CLI::App app{"halsal protocol: k-shot accuracy of the NCM floor, Baseline-RGB, scratch SAL, SMIC, Approach A "
+               "and B; or Step I with its held-out check"};
+  std::string data_dir, weights, step_one, methods = "ncm,rgb,scratch-sal,smic,A,B", ks = "1,2,3,5,10",
+                                          seeds = "0,1,2", backbone = "mobilenet_v2", out = "protocol-out";
+  std::vector<std::string> step_one_data;
+  double holdout = 0.2;
   halsal::cli::TrainingFlags flags;
   app.add_option("--data", data_dir, "dataset folder (any layout halsal::data::open detects)");
   app.add_option("--weights", weights, "torchvision-named ImageNet weights of the backbone (.pth/.safetensors)");
-  app.add_option("--stepI", step_one, "Step I saliency weights (.safetensors): read by A and B, written by --step-one");
-  app.add_option("--step-one", step_one_data, "run Step I on this ImageNet-validation-layout folder instead, "
-                                              "writing --stepI")->check(CLI::ExistingDirectory);
-  app.add_option("--methods", methods, "comma list of rgb, scratch-sal, smic, A, B");
+  app.add_option("--stepI", step_one,
+                 "Step I saliency weights (.safetensors): read by A, B and ncm-sal, written by --step-one");
+  app.add_option("--step-one", step_one_data,
+                 "run Step I instead, on these ImageNet-validation-layout folders (comma list or repeated; their "
+                 "classes must be the weights' 1000), writing --stepI and its check into --out")
+      ->delimiter(',')
+      ->check(CLI::ExistingDirectory);
+  app.add_option("--holdout", holdout, "Step I: share of the images held out for its check (0 = none)")
+      ->check(CLI::Range(0.0, 0.9));
+  app.add_option("--methods", methods, "comma list of ncm, ncm-sal, rgb, scratch-sal, smic, A, B");
   app.add_option("--k", ks, "comma list of training images per class; K = the dataset's own split");
   app.add_option("--seeds", seeds, "comma list of split/training seeds");
   app.add_option("--backbone", backbone, "mobilenet_v2, resnet18 or alexnet")
@@ -59,7 +83,7 @@ int main(int argc, char** argv) {
     p.experiment.step_one_weights = step_one;
     p.out_dir = out;
     if (step_one_data.empty()) {
-      if (data_dir.empty()) throw halsal::Error("--data DIR is required (or --step-one IMAGENET_DIR)");
+      if (data_dir.empty()) throw halsal::Error("--data DIR is required (or --step-one IMAGENET_DIR[,DIR...])");
       p.methods = ht::split_list(methods);
       for (const auto& m : p.methods) ht::method_label(m);
       p.ks = ht::parse_k_list(ks);
@@ -67,9 +91,9 @@ int main(int argc, char** argv) {
     } else if (step_one.empty() || weights.empty()) {
       throw halsal::Error("--step-one needs --weights (with the ImageNet head) and --stepI OUT.safetensors");
     }
-    if (backbone == "resnet18") return run<halsal::ResNet<18>>(data_dir, step_one_data, p);
-    if (backbone == "alexnet") return run<halsal::AlexNet>(data_dir, step_one_data, p);
-    return run<halsal::MobileNetV2>(data_dir, step_one_data, p);
+    if (backbone == "resnet18") return run<halsal::ResNet<18>>(data_dir, step_one_data, holdout, p);
+    if (backbone == "alexnet") return run<halsal::AlexNet>(data_dir, step_one_data, holdout, p);
+    return run<halsal::MobileNetV2>(data_dir, step_one_data, holdout, p);
   } catch (const std::exception& e) {
     std::cerr << "halsal_protocol: " << e.what() << "\n";
     return 1;

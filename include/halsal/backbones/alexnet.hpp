@@ -42,11 +42,19 @@ class AlexNetImpl : public torch::nn::Module {
     return x;
   }
   /// The joint branch: `features[cut:]`, pooling and classifier.
-  torch::Tensor forward_joint(torch::Tensor x, int cut) {
+  torch::Tensor forward_joint(torch::Tensor x, int cut) { return head()->forward(forward_embedding(x, cut)); }
+  /// The joint branch without its head: `features[cut:]`, pooling and the classifier up to fc7's
+  /// ReLU, N×4096 (what the head reads; AlexNet's pooled features are its fc7 activations).
+  torch::Tensor forward_embedding(torch::Tensor x, int cut) {
     for (int i = cut; i < kFeatureCount; ++i) x = detail::layer(features, i).forward(x);
     x = avgpool(x).flatten(1);
-    return classifier->forward(x);
+    for (int i = 0; i < kHeadIndex; ++i) x = detail::layer(classifier, i).forward(x);
+    return x;
   }
+  /// Index where forward_trunk(x, full_cut()) has run the whole RGB branch.
+  static constexpr int full_cut() { return kFeatureCount; }
+  /// Width of forward_embedding's output.
+  static constexpr int64_t embedding_size() { return 4096; }
 
   /// The classifier layer that a new task replaces.
   torch::nn::Linear head() const { return detail::linear_at(classifier, kHeadIndex); }

@@ -82,10 +82,17 @@ class MobileNetV2Impl : public torch::nn::Module {
     return x;
   }
   /// The joint branch: `features[cut:]`, global average pooling, classifier.
-  torch::Tensor forward_joint(torch::Tensor x, int cut) {
+  torch::Tensor forward_joint(torch::Tensor x, int cut) { return head()->forward(forward_embedding(x, cut)); }
+  /// The joint branch without its head: `features[cut:]`, global average pooling and the
+  /// classifier's dropout, N×1280 (what the head reads).
+  torch::Tensor forward_embedding(torch::Tensor x, int cut) {
     for (int i = cut; i < kFeatureCount; ++i) x = detail::layer(features, i).forward(x);
-    return classifier->forward(torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1));
+    return detail::layer(classifier, 0).forward(torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1));
   }
+  /// Index where forward_trunk(x, full_cut()) has run the whole RGB branch.
+  static constexpr int full_cut() { return kFeatureCount; }
+  /// Width of forward_embedding's output.
+  static constexpr int64_t embedding_size() { return kLastChannels; }
 
   /// The classifier layer that a new task replaces.
   torch::nn::Linear head() const { return detail::linear_at(classifier, 1); }

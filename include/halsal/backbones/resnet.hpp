@@ -100,10 +100,16 @@ class ResNetImpl : public torch::nn::Module {
     return out;
   }
   /// The joint branch: stages cut+1..4, global average pooling, fc.
-  torch::Tensor forward_joint(torch::Tensor x, int cut) {
+  torch::Tensor forward_joint(torch::Tensor x, int cut) { return fc(forward_embedding(x, cut)); }
+  /// The joint branch without its head: stages cut+1..4 and global average pooling (what fc reads).
+  torch::Tensor forward_embedding(torch::Tensor x, int cut) {
     for (int s = cut + 1; s <= 4; ++s) x = stage(s)->forward(x);
-    return fc(torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1));
+    return torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1);
   }
+  /// Index where forward_trunk(x, full_cut()) has run the whole RGB branch.
+  static constexpr int full_cut() { return 4; }
+  /// Width of forward_embedding's output.
+  static constexpr int64_t embedding_size() { return 512 * Block::expansion; }
 
   /// The classifier layer that a new task replaces.
   torch::nn::Linear head() const { return fc; }

@@ -810,4 +810,29 @@ inline Dataset open(const std::filesystem::path& dir, const OpenOptions& opts = 
   return d;
 }
 
+/// Several datasets with the same classes (same names, same order) as one, e.g. two ImageNet
+/// validation folders; samples keep their files, the first dataset gives layout and root. The
+/// Error names the folders and the first class that differs.
+inline Dataset concat(const std::vector<Dataset>& parts) {
+  if (parts.empty()) throw Error("concat: no datasets");
+  Dataset out = parts.front();
+  for (size_t p = 1; p < parts.size(); ++p) {
+    const Dataset& d = parts[p];
+    if (d.generator || out.generator) throw Error("concat: generated datasets cannot be joined");
+    if (d.class_names.size() != out.class_names.size())
+      throw Error("concat: " + d.root.string() + " has " + std::to_string(d.class_names.size()) + " classes but " +
+                  out.root.string() + " has " + std::to_string(out.class_names.size()) +
+                  "; joined datasets need the same classes in the same order");
+    for (size_t c = 0; c < d.class_names.size(); ++c)
+      if (d.class_names[c] != out.class_names[c])
+        throw Error("concat: class " + std::to_string(c) + " is '" + d.class_names[c] + "' in " + d.root.string() +
+                    " but '" + out.class_names[c] + "' in " + parts.front().root.string());
+    out.samples.insert(out.samples.end(), d.samples.begin(), d.samples.end());
+    out.problems.insert(out.problems.end(), d.problems.begin(), d.problems.end());
+    out.skipped += d.skipped;
+    if (d.crop_to_box != out.crop_to_box) throw Error("concat: the datasets differ in crop_to_box");
+  }
+  return out;
+}
+
 }  // namespace halsal::data

@@ -226,4 +226,25 @@ inline Split load_split(const std::filesystem::path& csv, const Dataset& data) {
   return load_split(csv, std::make_shared<const Dataset>(data));
 }
 
+/// Splits a subset into (kept, held out): a seed-determined `share` of its images, drawn over the
+/// whole subset (not per class: ImageNet folders here have 1 to 5 images a class), is held out.
+/// The order of each part follows the subset's.
+inline std::pair<Subset, Subset> holdout(const Subset& all, double share, uint64_t seed) {
+  if (!(share > 0 && share < 1)) throw Error("hold-out share must lie in (0, 1), got " + std::to_string(share));
+  const size_t n = all.size();
+  const auto held_count = static_cast<size_t>(std::llround(share * static_cast<double>(n)));
+  if (held_count == 0 || held_count >= n)
+    throw Error("holding out " + std::to_string(share) + " of " + std::to_string(n) +
+                " images leaves one part empty");
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  Rng rng(seed_of({seed, 0x686f6c64ULL /* "hold" */}));
+  rng.shuffle(order);
+  std::vector<bool> held(n, false);
+  for (size_t i = 0; i < held_count; ++i) held[order[i]] = true;
+  std::pair<Subset, Subset> parts{Subset{all.dataset, {}}, Subset{all.dataset, {}}};
+  for (size_t i = 0; i < n; ++i) (held[i] ? parts.second : parts.first).indices.push_back(all.indices[i]);
+  return parts;
+}
+
 }  // namespace halsal::data

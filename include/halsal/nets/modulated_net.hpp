@@ -40,9 +40,21 @@ class ModulatedNetImpl : public NetBase {
     out.features = backbone->forward_trunk(image, cut_);
     out.saliency = saliency->forward(saliency_input, {out.features.size(2), out.features.size(3)});
     out.modulated = modulate(out.features, out.saliency, modulation_);
-    out.logits = backbone->forward_joint(out.modulated, cut_);
+    out.embedding = backbone->forward_embedding(out.modulated, cut_);
+    out.logits = classify(backbone->head(), out.embedding);
     return out;
   }
+  /// The plain RGB network's output (s = 0 everywhere: l·(0+1) = l), the saliency branch unused;
+  /// Step I's report compares against it.
+  NetOutput forward_without_saliency(const torch::Tensor& image) {
+    NetOutput out;
+    out.features = backbone->forward_trunk(image, cut_);
+    out.embedding = backbone->forward_embedding(out.features, cut_);
+    out.logits = classify(backbone->head(), out.embedding);
+    return out;
+  }
+  /// Turns the head into a cosine classifier (learnable scale, starting at `scale`).
+  void use_cosine_head(double scale = 10) { make_cosine_head(backbone->head(), scale); }
 
   /// Backbone index where the joint branch starts.
   int cut() const { return cut_; }

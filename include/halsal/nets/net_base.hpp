@@ -5,12 +5,15 @@
 #include <memory>
 #include <vector>
 
+#include "halsal/nets/head.hpp"
+
 namespace halsal {
 
 /// Everything one forward pass computes; saliency, features and modulated are undefined for
 /// RgbNet (which has no saliency branch).
 struct NetOutput {
   torch::Tensor logits;     ///< N×classes
+  torch::Tensor embedding;  ///< the pooled features the head reads, N×D
   torch::Tensor saliency;   ///< s: N×1×h×w at the fusion point's resolution
   torch::Tensor features;   ///< l: the RGB branch's output at the fusion point, N×C×h×w
   torch::Tensor modulated;  ///< l̂ = l·(s+1) (Residual) or l·s (Plain), fed to the joint branch
@@ -34,9 +37,33 @@ class NetBase : public torch::nn::Module {
   const std::vector<std::shared_ptr<torch::nn::Module>>& frozen_batchnorm() const {
     return frozen_batchnorm_;
   }
+  /// Linear (the paper's head) unless the network was given a cosine head.
+  HeadKind head_kind() const { return head_kind_; }
+  /// The cosine head's learnable scale (a 1-element tensor); undefined for a linear head.
+  const torch::Tensor& head_scale() const { return head_scale_; }
+
+ protected:
+  /// Makes `head` a cosine classifier whose learnable scale starts at `scale`; the scale is
+  /// registered on the head as `<head>.scale`, so it trains, saves and loads with the head.
+  void make_cosine_head(torch::nn::Linear head, double scale) {
+    if (!(scale > 0)) throw Error("cosine head: the scale must be positive, got " + std::to_string(scale));
+    torch::NoGradGuard no_grad;
+    if (head_kind_ == HeadKind::Cosine) {
+      head_scale_.fill_(scale);
+      return;
+    }
+    head_scale_ = head->register_parameter("scale", torch::full({1}, scale, head->weight.options()));
+    head_kind_ = HeadKind::Cosine;
+  }
+  /// The head's logits for pooled features, linear or cosine.
+  torch::Tensor classify(torch::nn::Linear head, const torch::Tensor& embedding) {
+    return detail::head_logits(head_kind_, head, embedding, head_scale_);
+  }
 
  private:
   std::vector<std::shared_ptr<torch::nn::Module>> frozen_batchnorm_;
+  HeadKind head_kind_ = HeadKind::Linear;
+  torch::Tensor head_scale_;
 };
 
 /// Number of scalar parameters (all, or only those that require grad).

@@ -29,9 +29,17 @@ class RgbNetImpl : private detail::CheckBackbone<B>, public NetBase {
     backbone = register_module("backbone", std::move(shared_backbone));
   }
   /// Logits for normalised images N×3×H×W.
-  torch::Tensor forward(const torch::Tensor& image) { return backbone->forward(image); }
-  /// Logits only (no saliency branch).
-  NetOutput forward_full(const torch::Tensor& image) { return NetOutput{forward(image), {}, {}, {}}; }
+  torch::Tensor forward(const torch::Tensor& image) { return forward_full(image).logits; }
+  /// Logits and the pooled features the head reads (no saliency branch).
+  NetOutput forward_full(const torch::Tensor& image) {
+    constexpr int full = Backbone::Impl::full_cut();
+    NetOutput out;
+    out.embedding = backbone->forward_embedding(backbone->forward_trunk(image, full), full);
+    out.logits = classify(backbone->head(), out.embedding);
+    return out;
+  }
+  /// Turns the head into a cosine classifier (learnable scale, starting at `scale`).
+  void use_cosine_head(double scale = 10) { make_cosine_head(backbone->head(), scale); }
 
   /// State-dict prefix of the classifier head.
   static std::string head_name() { return "backbone." + Backbone::Impl::head_name(); }

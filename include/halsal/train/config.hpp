@@ -20,7 +20,14 @@ struct TrainConfig {
   double weight_decay = 5e-3;     ///< paper §4.1
   std::string schedule = "constant";  ///< "constant", "cosine" or "onecycle"
   double label_smoothing = 0;     ///< cross-entropy label smoothing
-  int epochs = 70;                ///< paper §4.1
+  /// The head: "xavier" (the paper's linear layer, Xavier start) or "imprint" (a cosine classifier
+  /// whose weights start as the normalised class means of the training images, learnable scale).
+  std::string head = "xavier";
+  double cosine_scale = 10;       ///< the cosine head's starting scale
+  /// Head-only epochs (a linear probe on the frozen network) before the `epochs` of fine-tuning.
+  int warmup_epochs = 0;
+  double warmup_lr = 1e-2;        ///< the head's learning rate in the warm-up (constant)
+  int epochs = 70;                ///< paper §4.1 (fine-tuning epochs, after any warm-up)
   int batch_size = 32;
   int image_size = 224;           ///< training crop and evaluation size
   bool random_resized_crop = true;  ///< false: squash whole images (small synthetic pictures)
@@ -64,7 +71,8 @@ inline nlohmann::json to_json(const TrainConfig& c) {
           {"new_layer_lr_scale", c.new_layer_lr_scale}, {"saliency_lr_scale", c.saliency_lr_scale},
           {"momentum", c.momentum},
           {"weight_decay", c.weight_decay}, {"schedule", c.schedule},
-          {"label_smoothing", c.label_smoothing}, {"epochs", c.epochs},
+          {"label_smoothing", c.label_smoothing}, {"head", c.head}, {"cosine_scale", c.cosine_scale},
+          {"warmup_epochs", c.warmup_epochs}, {"warmup_lr", c.warmup_lr}, {"epochs", c.epochs},
           {"batch_size", c.batch_size},     {"image_size", c.image_size},
           {"random_resized_crop", c.random_resized_crop}, {"crop_scale_min", c.crop_scale_min},
           {"freeze_batchnorm", c.freeze_batchnorm}, {"normalization", c.normalization},
@@ -85,6 +93,10 @@ inline TrainConfig from_json(const nlohmann::json& j, TrainConfig base = {}) {
       else if (key == "weight_decay") base.weight_decay = value.get<double>();
       else if (key == "schedule") base.schedule = value.get<std::string>();
       else if (key == "label_smoothing") base.label_smoothing = value.get<double>();
+      else if (key == "head") base.head = value.get<std::string>();
+      else if (key == "cosine_scale") base.cosine_scale = value.get<double>();
+      else if (key == "warmup_epochs") base.warmup_epochs = value.get<int>();
+      else if (key == "warmup_lr") base.warmup_lr = value.get<double>();
       else if (key == "epochs") base.epochs = value.get<int>();
       else if (key == "batch_size") base.batch_size = value.get<int>();
       else if (key == "image_size") base.image_size = value.get<int>();
@@ -103,6 +115,18 @@ inline TrainConfig from_json(const nlohmann::json& j, TrainConfig base = {}) {
   return base;
 }
 
+/// Applies one "field=value" setting (the value as JSON, else as a string) over `base`; errors
+/// name the field.
+inline TrainConfig apply_setting(const TrainConfig& base, const std::string& setting) {
+  const auto eq = setting.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw Error("training configuration: expected FIELD=VALUE, got '" + setting + "'");
+  const std::string field = setting.substr(0, eq), text = setting.substr(eq + 1);
+  nlohmann::json value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) value = text;
+  return from_json(nlohmann::json{{field, value}}, base);
+}
+
 /// Checks the values; throws an Error that names the bad field.
 inline void validate(const TrainConfig& c) {
   auto fail = [](const std::string& what) { throw Error("training configuration: " + what); };
@@ -114,6 +138,10 @@ inline void validate(const TrainConfig& c) {
   if (!(c.lr > 0)) fail("lr must be positive");
   if (!(c.new_layer_lr_scale > 0)) fail("new_layer_lr_scale must be positive");
   if (!(c.saliency_lr_scale >= 0)) fail("saliency_lr_scale must be 0 (= new_layer_lr_scale) or positive");
+  if (c.head != "xavier" && c.head != "imprint") fail("head must be xavier or imprint, not " + c.head);
+  if (!(c.cosine_scale > 0)) fail("cosine_scale must be positive");
+  if (c.warmup_epochs < 0) fail("warmup_epochs must be 0 or more");
+  if (!(c.warmup_lr > 0)) fail("warmup_lr must be positive");
   if (c.epochs < 1) fail("epochs must be at least 1");
   if (c.eval_every < 1) fail("eval_every must be at least 1");
   if (c.batch_size < 1) fail("batch_size must be at least 1");

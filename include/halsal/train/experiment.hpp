@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -24,31 +25,45 @@
 #include <vector>
 
 #include "halsal/data/data.hpp"
+#include "halsal/eval/paired.hpp"
 #include "halsal/eval/table.hpp"
 #include "halsal/io/state_dict.hpp"
 #include "halsal/io/weights.hpp"
 #include "halsal/nets/halsal_net.hpp"
 #include "halsal/nets/rgb_net.hpp"
 #include "halsal/nets/smic_net.hpp"
+#include "halsal/train/step_one.hpp"
 #include "halsal/train/trainer.hpp"
 
 namespace halsal::train {
 
-/// The methods of the paper's Tables 1–2, as accepted by run_cell().
+/// The methods run_cell() accepts, in table order: the frozen-feature floor (ncm), its Step I
+/// diagnostic (ncm-sal), then the methods of the paper's Tables 1–2.
 inline const std::vector<std::string>& experiment_methods() {
-  static const std::vector<std::string> m{"rgb", "scratch-sal", "smic", "A", "B"};
+  static const std::vector<std::string> m{"ncm", "ncm-sal", "rgb", "scratch-sal", "smic", "A", "B"};
   return m;
 }
 
-/// The row label of a method in the paper's tables ("B" → "Approach B"); throws on unknown ones.
+/// The row label of a method in the tables ("B" → "Approach B"); throws on unknown ones.
 inline std::string method_label(const std::string& method) {
+  if (method == "ncm") return "NCM (frozen features)";
+  if (method == "ncm-sal") return "NCM (Step I-modulated features)";
   if (method == "rgb") return "Baseline-RGB";
   if (method == "scratch-sal") return "Baseline-RGB + scratch SAL";
   if (method == "smic") return "SMIC";
   if (method == "A") return "Approach A";
   if (method == "B") return "Approach B";
-  throw Error("unknown method '" + method + "' (expected rgb, scratch-sal, smic, A or B)");
+  throw Error("unknown method '" + method + "' (expected ncm, ncm-sal, rgb, scratch-sal, smic, A or B)");
 }
+
+/// True for the methods that train a network (all but the nearest-class-mean ones).
+inline bool is_trained_method(const std::string& method) {
+  method_label(method);
+  return method != "ncm" && method != "ncm-sal";
+}
+
+/// True for the methods that read the Step I saliency weights (A, B, ncm-sal).
+inline bool needs_step_one(const std::string& method) { return method == "A" || method == "B" || method == "ncm-sal"; }
 
 /// Splits "a,b,c" into its non-empty fields (for CLI lists).
 inline std::vector<std::string> split_list(const std::string& text) {
@@ -120,6 +135,7 @@ struct CellResult {
   std::string method;
   int k = 0;
   uint64_t seed = 0;
+  TrainConfig config;  ///< the configuration the cell ran with (its seed included)
   double top1 = 0, top5 = 0;
   int best_epoch = 0;
   FitResult fit;
@@ -132,23 +148,11 @@ struct CellResult {
 
 namespace detail {
 
-/// The options that load a torchvision file into a network's `backbone.*` without its head.
-template <class Net>
-io::LoadOptions backbone_load_options(bool with_head) {
-  using Impl = typename Net::Impl;
-  io::LoadOptions lo;
-  lo.strict = true;
-  lo.rename_prefixes = {{"", "backbone."}};
-  if (!with_head) lo.skip_prefixes.push_back(Impl::head_name() + ".");
-  if constexpr (Impl::has_saliency) lo.skip_prefixes.push_back("saliency.");
-  return lo;
-}
-
 /// Loads only the `saliency.*` tensors of a Step I file (strict: each must be present).
 template <class Net>
 void load_step_one(Net& net, const std::filesystem::path& file) {
   if (file.empty())
-    throw Error("Approaches A and B need the Step I saliency weights (a .safetensors file from "
+    throw Error("Approaches A and B and ncm-sal need the Step I saliency weights (a .safetensors file from "
                 "run_step_one / halsal_protocol --step-one); none was given");
   if (!std::filesystem::exists(file)) throw file_error(file, "no such file (Step I saliency weights)");
   io::LoadOptions lo;
@@ -201,6 +205,7 @@ CellResult fit_and_test(Net net, const std::string& method, CellSetup setup, con
   r.method = method;
   r.k = split.k;
   r.seed = split.seed;
+  r.config = config;
   r.split = split;
   r.fit = trainer->fit(split.train, split.val);
   r.best_epoch = r.fit.best_epoch;
@@ -223,7 +228,89 @@ CellResult fit_and_test(Net net, const std::string& method, CellSetup setup, con
   return r;
 }
 
+/// A nearest-class-mean cell: the network's pooled features (eval mode, centre crops) of the
+/// training images give the class means; validation and test images go to the nearest one.
+template <class Net>
+CellResult fit_ncm(Net net, const std::string& method, CellSetup setup, const ExperimentOptions&) {
+  const data::Split& split = setup.split;
+  TrainConfig config = setup.config;
+  config.head = "xavier";  // nothing trains: the head is not used
+  config.warmup_epochs = 0;
+  config.checkpoint_dir.clear();
+  config.metrics_jsonl.clear();
+  auto trainer = std::make_shared<Trainer<Net, LinearProbe>>(net, config);
+  const auto& names = split.train.dataset->class_names;
+  const int64_t classes = split.train.num_classes();
+  const auto train = trainer->embed(split.train);
+  auto ncm = std::make_shared<eval::NearestClassMean>(
+      eval::NearestClassMean::fit(train.features, train.labels, classes, names));
+  auto report_on = [&](const data::Subset& subset) {
+    EvalReport report;
+    report.metrics = eval::ClassificationMetrics(classes, names);
+    if (subset.empty()) return report;
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto e = trainer->embed(subset);
+    const auto logits = ncm->logits(e.features);
+    report.metrics.add_logits(logits, e.labels);
+    const auto best = torch::softmax(logits, 1).max(1);
+    const auto conf = std::get<0>(best), pred = std::get<1>(best);
+    for (size_t i = 0; i < e.indices.size(); ++i) {
+      const auto row = static_cast<int64_t>(i);
+      report.predictions.push_back({e.indices[i], e.labels[row].template item<int64_t>(),
+                                    pred[row].template item<int64_t>(), conf[row].template item<float>()});
+    }
+    report.images_per_s = static_cast<double>(e.indices.size()) /
+                          std::max(1e-9, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    return report;
+  };
+  CellResult r;
+  r.method = method;
+  r.k = split.k;
+  r.seed = split.seed;
+  r.config = config;
+  r.split = split;
+  r.fit.finished = true;
+  if (!split.val.empty()) r.fit.best_val_accuracy = report_on(split.val).metrics.top1();
+  r.report = report_on(split.test);
+  r.top1 = r.report.metrics.top1();
+  r.top5 = r.report.metrics.top5();
+  r.model = trainer->net().ptr();
+  const auto norm = detail::normalization_of(config);
+  r.infer = [trainer, ncm, norm](const torch::Tensor& images_u8) {
+    auto& n = trainer->net();
+    const bool was = n->is_training();
+    n->eval();
+    torch::NoGradGuard no_grad;
+    NetOutput out = trainer->run(norm(images_u8, torch::Device(trainer->config().device)), images_u8);
+    out.logits = ncm->logits(out.embedding.to(torch::kCPU).to(torch::kFloat32));
+    n->train(was);
+    return out;
+  };
+  return r;
+}
+
 }  // namespace detail
+
+/// A nearest-class-mean cell (nothing trains): "ncm" on the ImageNet backbone's L2-normalised
+/// pooled features, "ncm-sal" on the same network's features modulated by the Step I map (does
+/// the map alone help, without any training noise?).
+template <class Backbone, class Depth_ = Depth<4>, class Fusion = default_fusion_t<Backbone>>
+CellResult run_ncm_cell(const std::string& method, std::shared_ptr<const data::Dataset> data, int k, uint64_t seed,
+                        const ExperimentOptions& o) {
+  if (method != "ncm" && method != "ncm-sal")
+    throw Error("run_ncm_cell: method must be ncm or ncm-sal, not '" + method + "'");
+  auto setup = detail::cell_setup(data, k, seed, o);
+  if (method == "ncm") {
+    RgbNet<Backbone> net(data->num_classes());
+    detail::load_backbone(net, o);
+    return detail::fit_ncm(net, method, std::move(setup), o);
+  }
+  using Net = HalSalNet<Backbone, Depth_, Fusion>;
+  Net net(data->num_classes(), o.saliency);
+  detail::load_step_one(net, o.step_one_weights);
+  detail::load_backbone(net, o);
+  return detail::fit_ncm(net, method, std::move(setup), o);
+}
 
 /// Baseline-RGB's cell: RgbNet<Backbone> on the k-shot split (k, seed), Approach B's freezing.
 template <class Backbone>
@@ -257,7 +344,7 @@ CellResult run_saliency_cell(const std::string& method, std::shared_ptr<const da
 template <class Backbone, class Depth_ = Depth<4>, class Fusion = default_fusion_t<Backbone>>
 CellResult run_cell(const std::string& method, std::shared_ptr<const data::Dataset> data, int k, uint64_t seed,
                     const ExperimentOptions& o) {
-  method_label(method);  // validates the name before any work
+  if (!is_trained_method(method)) return run_ncm_cell<Backbone, Depth_, Fusion>(method, std::move(data), k, seed, o);
   if (method == "rgb") return run_rgb_cell<Backbone>(std::move(data), k, seed, o);
   if (method != "smic") return run_saliency_cell<Backbone, Depth_, Fusion>(method, std::move(data), k, seed, o);
   auto setup = detail::cell_setup(data, k, seed, o);
@@ -274,33 +361,6 @@ CellResult run_cell(const std::string& method, const data::Dataset& data, int k,
   return run_cell<Backbone, Depth_, Fusion>(method, std::make_shared<const data::Dataset>(data), k, seed, o);
 }
 
-/// Step I (§3.4): a HalSalNet with the dataset's class count (1000 on ImageNet) gets the FULL
-/// backbone of `weights` including its head; only the saliency branch trains (StepI policy) on
-/// all of `imagenet`; the `saliency.*` tensors are written to `out_file` (.safetensors).
-/// The dataset's class order must be the head's (ImageNet: sorted wnids).
-template <class Backbone, class Depth_ = Depth<4>, class Fusion = default_fusion_t<Backbone>>
-FitResult run_step_one(std::shared_ptr<const data::Dataset> imagenet, const std::filesystem::path& weights,
-                       const TrainConfig& config, const std::filesystem::path& out_file,
-                       const SaliencyOptions& saliency = {}) {
-  if (!imagenet) throw Error("run_step_one: no dataset");
-  if (weights.empty()) throw Error("Step I needs the backbone's ImageNet weights (with their head)");
-  if (out_file.extension() != ".safetensors")
-    throw file_error(out_file, "the Step I output must be a .safetensors file");
-  using Net = HalSalNet<Backbone, Depth_, Fusion>;
-  torch::manual_seed(config.seed);  // the branch's Xavier start follows the seed, as in run_cell
-  Net net(imagenet->num_classes(), saliency);
-  io::load_weights(*net, weights, detail::backbone_load_options<Net>(/*with_head=*/true));
-  Trainer<Net, StepI> trainer(net, config);
-  trainer.set_progress_prefix("[Step I] ");
-  FitResult fit = trainer.fit(data::Subset::all(imagenet), data::Subset{});
-  io::TensorDict branch;
-  for (const auto& kv : io::state_dict(*net))
-    if (kv.key().rfind("saliency.", 0) == 0) branch.insert(kv.key(), kv.value().detach().to(torch::kCPU).contiguous());
-  io::write_weights(out_file, branch,
-                    {{"halsal", "step-one"}, {"network", Net::Impl::name()}, {"saliency_activation", to_string(saliency.activation)}});
-  return fit;
-}
-
 /// What run_protocol() runs and where it writes.
 struct ProtocolOptions {
   std::vector<std::string> methods = experiment_methods();
@@ -311,31 +371,59 @@ struct ProtocolOptions {
   bool keep_checkpoints = false;  ///< keep each finished cell's checkpoints (else removed)
   std::ostream* log = &std::cout;  ///< one line per cell; nullptr = silent
   std::function<void(const CellResult&)> on_cell;  ///< called after each trained cell
+  std::string title;  ///< heading of table.md (empty: none)
 };
 
 /// The files run_protocol() writes under out_dir.
 struct ProtocolFiles {
-  std::filesystem::path table_md, table_csv, runs_csv, runs_jsonl;
+  std::filesystem::path table_md, table_csv, runs_csv, runs_jsonl, paired_csv, settings_json;
   explicit ProtocolFiles(const std::filesystem::path& out)
       : table_md(out / "table.md"), table_csv(out / "table.csv"), runs_csv(out / "runs.csv"),
-        runs_jsonl(out / "runs.jsonl") {}
+        runs_jsonl(out / "runs.jsonl"), paired_csv(out / "paired.csv"), settings_json(out / "settings.json") {}
 };
 
-/// Writes table.md (top-1, and top-5 below it), table.csv (wide top-1) and runs.csv (long) atomically.
+/// A cell's folder name under <out>/cells: "<method>-k<k>-s<seed>".
+inline std::string cell_dir_name(const std::string& method, int k, uint64_t seed) {
+  return method + "-k" + eval::k_label(k == data::kOfficial ? eval::kFullSplit : k) + "-s" + std::to_string(seed);
+}
+
+/// The per-image test outcomes of a finished cell.
+inline eval::TestOutcomes test_outcomes(const CellResult& r) {
+  eval::TestOutcomes t;
+  for (const auto& p : r.report.predictions) {
+    t.index.push_back(p.index);
+    t.label.push_back(p.label);
+    t.predicted.push_back(p.predicted);
+  }
+  return t;
+}
+
+/// The label of the row every other row is compared with.
+inline std::string baseline_label() { return method_label("rgb"); }
+
+/// Writes table.md (top-1 with the paired differences to Baseline-RGB, then top-5), table.csv
+/// (wide top-1), paired.csv and runs.csv (long) atomically. `outcomes` holds the per-image test
+/// outcomes of the cells that have them.
 inline void write_protocol_tables(const eval::ResultsTable& table, const std::filesystem::path& out_dir,
-                                  const std::string& title = "") {
+                                  const eval::OutcomeMap& outcomes = {}, const std::string& title = "") {
   const ProtocolFiles f(out_dir);
   std::string md;
   if (!title.empty()) md += "# " + title + "\n\n";
-  md += "Top-1 accuracy (%), mean ± std over seeds\n\n" + table.markdown(eval::Metric::top1) +
-        "\nTop-5 accuracy (%)\n\n" + table.markdown(eval::Metric::top5);
+  md += "Top-1 accuracy (%), mean ± std over seeds\n\n" + table.markdown(eval::Metric::top1);
+  const auto paired = eval::paired_comparisons(table, outcomes, baseline_label());
+  if (!paired.empty())
+    md += "\nPaired difference to " + baseline_label() + " (top-1, points): mean over the test images of all "
+          "seeds [95 % interval, paired bootstrap resampling the test images within each seed]\n\n" +
+          eval::paired_markdown(table, paired, baseline_label());
+  md += "\nTop-5 accuracy (%)\n\n" + table.markdown(eval::Metric::top5);
   ::halsal::detail::write_file_atomic(f.table_md, md);
   ::halsal::detail::write_file_atomic(f.table_csv, table.wide_csv(eval::Metric::top1));
+  ::halsal::detail::write_file_atomic(f.paired_csv, eval::paired_csv(paired));
   table.write_long_csv(f.runs_csv);
 }
 
 /// One runs.jsonl line for a finished cell.
-inline nlohmann::json cell_json(const CellResult& r, const std::string& label, const TrainConfig& config,
+inline nlohmann::json cell_json(const CellResult& r, const std::string& label,
                                 SaliencyActivation saliency_activation = SaliencyActivation::relu) {
   nlohmann::json j{{"method", label},
                    {"method_key", r.method},
@@ -350,17 +438,87 @@ inline nlohmann::json cell_json(const CellResult& r, const std::string& label, c
                    {"train", r.split.train.size()},
                    {"val", r.split.val.size()},
                    {"test", r.split.test.size()},
-                   {"config", to_json(config)}};
-  if (r.method != "rgb") j["saliency_activation"] = to_string(saliency_activation);
+                   {"config", to_json(r.config)}};
+  if (r.method != "rgb" && r.method != "ncm") j["saliency_activation"] = to_string(saliency_activation);
   if (r.report.has_saliency_score) j["saliency_on_object_ratio"] = r.report.saliency_on_object.ratio;
   return j;
 }
 
-/// Runs methods × ks × seeds with backbone B and returns the table (values in percent). Resumable:
-/// cells already in <out>/runs.csv are skipped, a cell interrupted mid-training resumes from its
-/// checkpoints, and after every cell table.md, table.csv, runs.csv and runs.jsonl are rewritten
-/// atomically.
-template <class Backbone>
+namespace detail {
+
+/// A file as the settings record it: its name and size (empty when none).
+inline nlohmann::json file_identity(const std::filesystem::path& file) {
+  if (file.empty()) return "";
+  // Name and size: the same file reached by another path (or from another folder) still matches.
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(file, ec);
+  const std::string name = file.filename().string();
+  return ec ? name : name + " (" + std::to_string(size) + " bytes)";
+}
+
+/// What decides a protocol's numbers besides (method, k, seed): a resumed run must match it.
+template <class Backbone, class Depth_, class Fusion>
+nlohmann::json protocol_settings(const data::Dataset& d, const ProtocolOptions& p) {
+  nlohmann::json config = to_json(p.experiment.config);
+  config.erase("seed");    // every cell has its own
+  config.erase("device");  // a resume on another device computes the same
+  return {{"dataset", d.layout + ": " + std::to_string(d.num_classes()) + " classes, " + std::to_string(d.size()) + " images"},
+          {"network", HalSalNet<Backbone, Depth_, Fusion>::Impl::name()},
+          {"weights", file_identity(p.experiment.backbone_weights)},
+          {"step_one", file_identity(p.experiment.step_one_weights)},
+          {"split", {{"test_per_class", p.experiment.split.test_per_class}, {"val_per_class", p.experiment.split.val_per_class}}},
+          {"saliency_activation", to_string(p.experiment.saliency.activation)},
+          {"config", config}};
+}
+
+/// Compares the settings of a resumed protocol with the stored ones; throws an Error naming every
+/// difference (nothing is overwritten). A Step I file may be added later (none before).
+inline nlohmann::json check_protocol_settings(const std::filesystem::path& file, const nlohmann::json& now) {
+  if (!std::filesystem::exists(file)) return now;
+  nlohmann::json before;
+  try {
+    std::ifstream in(file, std::ios::binary);
+    before = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw file_error(file, std::string("is not the settings JSON of a protocol run: ") + e.what());
+  }
+  std::vector<std::string> diffs;
+  auto text = [](const nlohmann::json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
+  nlohmann::json merged = before;
+  for (const auto& [key, value] : now.items()) {
+    const nlohmann::json old = before.contains(key) ? before[key] : nlohmann::json();
+    if (key == "step_one" && old == "" && value != "") {
+      merged[key] = value;  // a Step I file added for methods that need it
+      continue;
+    }
+    if (key == "step_one" && value == "") continue;  // this run's methods do not need it
+    if (key == "config" && old.is_object() && value.is_object()) {
+      for (const auto& [field, v] : value.items())
+        if (!old.contains(field) || old[field] != v)
+          diffs.push_back("config." + field + ": " + (old.contains(field) ? text(old[field]) : "(absent)") + " before, " +
+                          text(v) + " now");
+      continue;
+    }
+    if (old != value) diffs.push_back(key + ": " + text(old) + " before, " + text(value) + " now");
+  }
+  if (!diffs.empty()) {
+    std::string msg = "this output folder holds a protocol run with other settings; finish it with the same settings "
+                      "or choose another --out. Differences:";
+    for (const auto& d : diffs) msg += "\n  " + d;
+    throw file_error(file, msg);
+  }
+  return merged;
+}
+
+}  // namespace detail
+
+/// Runs methods × ks × seeds with HalSalNet<Backbone, Depth_, Fusion> (and its RgbNet / SmicNet
+/// siblings) and returns the table (values in percent). Every method of a seed uses the same
+/// split. Resumable: cells already in <out>/runs.csv are skipped (more methods, k or seeds run
+/// only the new cells), a cell interrupted mid-training resumes from its checkpoints, and after
+/// every cell table.md, table.csv, paired.csv, runs.csv and runs.jsonl are rewritten atomically.
+/// A folder written with other settings (settings.json) is refused with the differences.
+template <class Backbone, class Depth_ = Depth<4>, class Fusion = default_fusion_t<Backbone>>
 eval::ResultsTable run_protocol(std::shared_ptr<const data::Dataset> data, const ProtocolOptions& p) {
   if (!data) throw Error("run_protocol: no dataset");
   if (p.methods.empty() || p.ks.empty() || p.seeds.empty())
@@ -369,19 +527,32 @@ eval::ResultsTable run_protocol(std::shared_ptr<const data::Dataset> data, const
   for (const auto& m : p.methods) labels.push_back(method_label(m));
   for (int k : p.ks)
     if (k < 1 && k != data::kOfficial) throw Error("run_protocol: k must be >= 1 or K, got " + std::to_string(k));
-  const bool needs_step_one = std::count(p.methods.begin(), p.methods.end(), "A") + std::count(p.methods.begin(), p.methods.end(), "B") > 0;
-  if (needs_step_one) {
+  if (std::any_of(p.methods.begin(), p.methods.end(), needs_step_one)) {
     if (p.experiment.step_one_weights.empty())
-      throw Error("methods A and B need the Step I saliency weights (--stepI FILE); make them with --step-one");
+      throw Error("methods A, B and ncm-sal need the Step I saliency weights (--stepI FILE); make them with --step-one");
     if (!std::filesystem::exists(p.experiment.step_one_weights))
       throw file_error(p.experiment.step_one_weights, "no such file (Step I saliency weights)");
   }
-  std::filesystem::create_directories(p.out_dir);
+  validate(p.experiment.config);
   const ProtocolFiles files(p.out_dir);
+  const auto settings =
+      detail::check_protocol_settings(files.settings_json, detail::protocol_settings<Backbone, Depth_, Fusion>(*data, p));
+  std::filesystem::create_directories(p.out_dir);
+  ::halsal::detail::write_file_atomic(files.settings_json, settings.dump(2) + "\n");
   eval::ResultsTable table = eval::ResultsTable::read_long_csv_or_empty(files.runs_csv);
   std::vector<std::string> order;
   for (const auto& m : experiment_methods()) order.push_back(method_label(m));
   table.set_method_order(order);
+  // Per-image outcomes of the finished cells (for the paired differences).
+  eval::OutcomeMap outcomes;
+  for (const auto& m : experiment_methods())
+    for (const auto& rec : table.records()) {
+      if (rec.method != method_label(m)) continue;
+      const auto file = p.out_dir / "cells" /
+                        cell_dir_name(m, rec.k == eval::kFullSplit ? data::kOfficial : rec.k, static_cast<uint64_t>(rec.seed)) /
+                        "test_outcomes.csv";
+      if (std::filesystem::exists(file)) outcomes[{rec.method, rec.k, rec.seed}] = eval::read_test_outcomes(file);
+    }
   std::string jsonl;
   if (std::filesystem::exists(files.runs_jsonl)) {
     std::ifstream in(files.runs_jsonl, std::ios::binary);
@@ -394,27 +565,31 @@ eval::ResultsTable run_protocol(std::shared_ptr<const data::Dataset> data, const
         const std::string& method = p.methods[mi];
         const int table_k = k == data::kOfficial ? eval::kFullSplit : k;
         const auto table_seed = static_cast<std::int64_t>(seed);
+        const std::string tag = "[" + method + " k=" + eval::k_label(table_k) + " seed=" + std::to_string(seed) + "] ";
         if (table.has(labels[mi], table_k, table_seed)) {
-          if (p.log) *p.log << "[" << method << " k=" << eval::k_label(table_k) << " seed=" << seed << "] done before, skipped\n";
+          if (p.log) *p.log << tag << "done before, skipped\n";
           continue;
         }
         ExperimentOptions o = p.experiment;
-        o.out_dir = p.out_dir / "cells" / (method + "-k" + eval::k_label(table_k) + "-s" + std::to_string(seed));
-        CellResult r = run_cell<Backbone>(method, data, k, seed, o);
+        o.out_dir = p.out_dir / "cells" / cell_dir_name(method, k, seed);
+        const auto t0 = std::chrono::steady_clock::now();
+        CellResult r = run_cell<Backbone, Depth_, Fusion>(method, data, k, seed, o);
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const auto cell_outcomes = test_outcomes(r);
+        ::halsal::detail::write_file_atomic(o.out_dir / "test_outcomes.csv", eval::to_csv(cell_outcomes));
+        outcomes[{labels[mi], table_k, table_seed}] = cell_outcomes;
         table.add(labels[mi], table_k, table_seed, 100 * r.top1, 100 * r.top5);
-        TrainConfig used = o.config;
-        used.seed = seed;
-        jsonl += cell_json(r, labels[mi], used, o.saliency.activation).dump() + "\n";
-        write_protocol_tables(table, p.out_dir);
+        jsonl += cell_json(r, labels[mi], o.saliency.activation).dump() + "\n";
+        write_protocol_tables(table, p.out_dir, outcomes, p.title);
         ::halsal::detail::write_file_atomic(files.runs_jsonl, jsonl);
         if (!p.keep_checkpoints) std::filesystem::remove_all(o.out_dir / "checkpoints");
         if (p.log)
-          *p.log << "[" << method << " k=" << eval::k_label(table_k) << " seed=" << seed << "] top-1 "
-                 << ::halsal::detail::format_fixed(100 * r.top1, 1) << " %, top-5 " << ::halsal::detail::format_fixed(100 * r.top5, 1)
-                 << " % (epoch " << r.best_epoch << ")\n";
+          *p.log << tag << "top-1 " << ::halsal::detail::format_fixed(100 * r.top1, 1) << " %, top-5 "
+                 << ::halsal::detail::format_fixed(100 * r.top5, 1) << " % (epoch " << r.best_epoch << ", "
+                 << ::halsal::detail::format_fixed(seconds, 0) << " s)\n";
         if (p.on_cell) p.on_cell(r);
       }
-  write_protocol_tables(table, p.out_dir);
+  write_protocol_tables(table, p.out_dir, outcomes, p.title);
   return table;
 }
 

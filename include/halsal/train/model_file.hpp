@@ -322,6 +322,8 @@ Net load_network(const std::filesystem::path& file, const ModelInfo& info, const
       return Net(classes);
     }
   }();
+  // A cosine head (TrainConfig::head = "imprint") stores its scale next to its weights.
+  if (tensors.contains(Impl::head_name() + ".scale")) net->use_cosine_head();
   try {
     io::load_state_dict(*net, tensors, io::LoadOptions{});
   } catch (const Error& e) {
@@ -461,7 +463,8 @@ ModelInfo model_info_of(const CellResult& r, const data::Dataset& d, const Exper
 inline TrainedModel train_and_save(std::shared_ptr<const data::Dataset> data, const TrainModelOptions& t) {
   if (!data) throw Error("train_and_save: no dataset");
   if (t.experiment.out_dir.empty()) throw Error("train_and_save: an output folder is needed");
-  method_label(t.method);
+  if (!is_trained_method(t.method))
+    throw Error("method '" + t.method + "' trains nothing, so there is no model to save (run it in halsal_protocol)");
   if (t.k < 1 && t.k != data::kOfficial) throw Error("k must be >= 1 or K, got " + std::to_string(t.k));
   std::filesystem::create_directories(t.experiment.out_dir);
   TrainedModel out;

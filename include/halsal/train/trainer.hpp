@@ -12,10 +12,13 @@
 #include <limits>
 #include <memory>
 #include <ostream>
+#include <sstream>
+#include <type_traits>
 #include <vector>
 
 #include "halsal/data/data.hpp"
 #include "halsal/eval/metrics.hpp"
+#include "halsal/eval/ncm.hpp"
 #include "halsal/eval/saliency_score.hpp"
 #include "halsal/io/checkpoint.hpp"
 #include "halsal/io/state_dict.hpp"
@@ -71,6 +74,12 @@ inline std::ostream& operator<<(std::ostream& os, const EvalReport& r) {
 }
 
 namespace detail {
+/// A number as `<<` prints it ("0.01").
+inline std::string format_number(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
 /// Learning-rate factor at optimizer step `step` of `total` for a schedule.
 inline double schedule_factor(const std::string& schedule, int64_t step, int64_t total) {
   const double t = total > 1 ? static_cast<double>(step) / static_cast<double>(total - 1) : 1.0;
@@ -86,7 +95,20 @@ inline double schedule_factor(const std::string& schedule, int64_t step, int64_t
 inline data::Normalization normalization_of(const TrainConfig& c) {
   return c.normalization == "symmetric" ? data::Normalization::symmetric() : data::Normalization::imagenet();
 }
+/// True for networks that can turn their head into a cosine classifier (they expose the pooled
+/// features the head reads).
+template <class Impl, class = void>
+struct has_cosine_head : std::false_type {};
+template <class Impl>
+struct has_cosine_head<Impl, std::void_t<decltype(std::declval<Impl&>().use_cosine_head(1.0))>> : std::true_type {};
 }  // namespace detail
+
+/// Pooled features (what the head reads) of a subset's images, in the subset's order.
+struct Embeddings {
+  torch::Tensor features;       ///< N×D, float32, on the CPU
+  torch::Tensor labels;         ///< N, int64
+  std::vector<size_t> indices;  ///< into the dataset's samples
+};
 
 /// Trains `Net` (a HalSalNet, SmicNet or RgbNet holder) with `Policy` (StepI, ApproachA,
 /// ApproachB, LinearProbe). SmicNet gets spectral-residual maps computed from each batch.
@@ -96,8 +118,23 @@ class Trainer {
 
  public:
   /// Applies the policy and builds the optimizer; the network moves to config.device.
+  /// head = "imprint" makes the head a cosine classifier here (imprinted when fit() starts).
   Trainer(Net net, TrainConfig config) : net_(std::move(net)), config_(std::move(config)), device_(config_.device) {
     validate(config_);
+    if (config_.head == "imprint") {
+      if (!Policy::trains_head)
+        throw Error(std::string("Trainer: head = imprint replaces the head's weights, but policy ") + Policy::name +
+                    " keeps the head as it is (Step I trains against the pretrained head): use head = xavier");
+      if constexpr (detail::has_cosine_head<Impl>::value) {
+        net_->use_cosine_head(config_.cosine_scale);
+      } else {
+        throw Error("Trainer: head = imprint needs a cosine head over the network's pooled features, and " +
+                    Impl::name() + " has no use_cosine_head(): use head = xavier");
+      }
+    }
+    if (config_.warmup_epochs > 0 && !Policy::trains_head)
+      throw Error(std::string("Trainer: a warm-up trains only the head, but policy ") + Policy::name +
+                  " keeps the head frozen: set warmup_epochs = 0");
     net_->to(device_);
     groups_ = apply_policy<Policy>(net_, FreezeOptions{config_.freeze_batchnorm});
     build_optimizer();
@@ -113,22 +150,34 @@ class Trainer {
     data::LoaderOptions lo = loader_options(/*training=*/true);
     data::Loader loader(train, lo);
     const int64_t steps_per_epoch = static_cast<int64_t>(loader.batches_per_epoch());
+    // Epochs 1..warmup train the head alone; the schedule runs over the fine-tuning steps after them.
+    const int warmup = config_.warmup_epochs;
+    const int total_epochs = warmup + config_.epochs;
+    const int64_t warmup_steps = steps_per_epoch * warmup;
     const int64_t total_steps = steps_per_epoch * config_.epochs;
 
     FitResult result;
     int64_t step = 0;
     resume(result, step);
+    // Imprinting happens once, on a fresh start; a resumed run's head comes from its checkpoint.
+    if (result.epochs_done == 0 && config_.head == "imprint") imprint(train);
     std::unique_ptr<JsonlWriter> jsonl;
     if (!config_.metrics_jsonl.empty()) jsonl = std::make_unique<JsonlWriter>(config_.metrics_jsonl, result.epochs_done > 0);
 
     ProgressOptions po;
     po.prefix = progress_prefix_;
     if (config_.quiet) po.style = ProgressStyle::Silent;
-    Progress progress(config_.epochs, steps_per_epoch, po);
+    Progress progress(total_epochs, steps_per_epoch, po);
     const auto norm = detail::normalization_of(config_);
     int run_this_call = 0;
-    for (int epoch = result.epochs_done + 1; epoch <= config_.epochs; ++epoch) {
+    for (int epoch = result.epochs_done + 1; epoch <= total_epochs; ++epoch) {
       if (config_.stop_after_epochs > 0 && run_this_call >= config_.stop_after_epochs) break;
+      const bool warming = epoch <= warmup;
+      set_phase(warming);
+      if (warming && epoch == 1)
+        progress.message("warm-up: " + std::to_string(warmup) + " epoch(s) of the head alone at lr " +
+                         detail::format_number(config_.warmup_lr) + ", then " +
+                         std::to_string(config_.epochs) + " of fine-tuning");
       net_->train();
       progress.begin_epoch(epoch);
       loader.start_epoch(epoch);
@@ -141,7 +190,8 @@ class Trainer {
       // Counted on the device and read once per epoch: no extra host sync per step.
       torch::Tensor zero_maps = torch::zeros({}, torch::TensorOptions().dtype(torch::kLong).device(device_));
       while (auto batch = loader.next()) {
-        set_learning_rates(detail::schedule_factor(config_.schedule, step, total_steps));
+        if (warming) set_warmup_rates();
+        else set_learning_rates(detail::schedule_factor(config_.schedule, step - warmup_steps, total_steps));
         const auto x = norm(batch->images, device_);
         const auto labels = batch->labels.to(device_);
         optimizer_->zero_grad();
@@ -170,9 +220,13 @@ class Trainer {
       if constexpr (Impl::has_saliency)
         rec.zero_saliency_share =
             static_cast<double>(zero_maps.template item<int64_t>()) / static_cast<double>(std::max<int64_t>(1, seen));
-      const bool last = epoch == config_.epochs;
+      const bool last = epoch == total_epochs;
+      // Validated: at the end of the warm-up (the linear probe is a candidate too), every
+      // eval_every-th fine-tuning epoch, and after the last.
+      const bool validate_now = epoch == warmup || last ||
+                                (epoch > warmup && (epoch - warmup) % std::max(1, config_.eval_every) == 0);
       std::vector<std::pair<std::string, double>> extra;
-      if (!val.empty() && (epoch % std::max(1, config_.eval_every) == 0 || last)) {
+      if (!val.empty() && validate_now) {
         rec.val_accuracy = evaluate(val, /*keep_predictions=*/false).metrics.top1();
         extra.emplace_back("val_acc", rec.val_accuracy);
       }
@@ -204,9 +258,59 @@ class Trainer {
       ++run_this_call;
       if (!config_.checkpoint_dir.empty()) write_checkpoint(result, step);
     }
-    result.finished = result.epochs_done >= config_.epochs;
+    result.finished = result.epochs_done >= total_epochs;
+    set_phase(false);
     if (!best_state_.empty()) restore(best_state_);
     return result;
+  }
+
+  /// Calls fn(normalised images, batch) for each batch of `subset` in eval mode (centre crops, no
+  /// gradient), in the subset's order; the training mode is restored afterwards.
+  template <class Fn>
+  void for_each_eval_batch(const data::Subset& subset, Fn&& fn) {
+    if (subset.empty()) return;
+    data::Loader loader(subset, loader_options(/*training=*/false));
+    const bool was_training = net_->is_training();
+    net_->eval();
+    torch::NoGradGuard no_grad;
+    const auto norm = detail::normalization_of(config_);
+    loader.start_epoch(0);
+    while (auto batch = loader.next()) fn(norm(batch->images, device_), *batch);
+    net_->train(was_training);
+  }
+
+  /// Pooled features of `subset` as evaluation sees them (eval mode, centre crops, no gradient).
+  Embeddings embed(const data::Subset& subset) {
+    if (subset.empty()) throw Error("Trainer::embed: the subset is empty");
+    Embeddings e;
+    std::vector<torch::Tensor> features, labels;
+    for_each_eval_batch(subset, [&](const torch::Tensor& x, const data::Batch& batch) {
+      const auto out = run(x, batch.images);
+      if (!out.embedding.defined())
+        throw Error("Trainer::embed: " + Impl::name() + " gives no pooled features (NetOutput::embedding)");
+      features.push_back(out.embedding.to(torch::kCPU).to(torch::kFloat32));
+      labels.push_back(batch.labels);
+      e.indices.insert(e.indices.end(), batch.indices.begin(), batch.indices.end());
+    });
+    e.features = torch::cat(features);
+    e.labels = torch::cat(labels);
+    return e;
+  }
+
+  /// Imprints the cosine head: each class's weight row becomes the normalised mean of its
+  /// training images' normalised pooled features, the scale config.cosine_scale. Every class
+  /// needs a training image (the Error names one that has none).
+  void imprint(const data::Subset& train) {
+    if (net_->head_kind() != HeadKind::Cosine)
+      throw Error("Trainer::imprint: the head is not a cosine head (set TrainConfig::head = imprint)");
+    const Embeddings e = embed(train);
+    const auto means = eval::class_means(eval::l2_normalize(e.features), e.labels, logits_width(),
+                                         train.dataset ? train.dataset->class_names : std::vector<std::string>{});
+    torch::NoGradGuard no_grad;
+    auto head = net_->backbone->head();
+    head->weight.copy_(eval::l2_normalize(means).to(head->weight.device()));
+    if (head->bias.defined()) head->bias.zero_();
+    net_->head_scale().fill_(config_.cosine_scale);
   }
 
   /// Evaluates the network as it is on `subset` (eval-mode, center crops).
@@ -301,9 +405,11 @@ class Trainer {
   void build_optimizer() {
     std::vector<torch::optim::OptimizerParamGroup> groups;
     base_lrs_.clear();
+    group_is_head_.clear();
     auto add = [&](const std::vector<torch::Tensor>& params, double lr) {
       if (params.empty()) return;
       base_lrs_.push_back(lr);
+      group_is_head_.push_back(&params == &groups_.head);
       if (config_.optimizer == "adam") {
         groups.emplace_back(params, std::make_unique<torch::optim::AdamOptions>(
                                         torch::optim::AdamOptions(lr).weight_decay(config_.weight_decay)));
@@ -326,6 +432,17 @@ class Trainer {
   void set_learning_rates(double factor) {
     auto& groups = optimizer_->param_groups();
     for (size_t i = 0; i < groups.size(); ++i) groups[i].options().set_lr(base_lrs_[i] * factor);
+  }
+  // Warm-up: the head at warmup_lr; the other groups have no gradient (set_phase) and rate 0.
+  void set_warmup_rates() {
+    auto& groups = optimizer_->param_groups();
+    for (size_t i = 0; i < groups.size(); ++i) groups[i].options().set_lr(group_is_head_[i] ? config_.warmup_lr : 0.0);
+  }
+  // In the warm-up only the head gets gradients: the backward pass stops there, and the
+  // optimizer skips parameters without a gradient (their momentum stays untouched).
+  void set_phase(bool warming) {
+    for (auto* part : {&groups_.backbone, &groups_.saliency})
+      for (auto& p : *part) p.set_requires_grad(!warming);
   }
 
   std::vector<torch::Tensor> snapshot() const {
@@ -404,6 +521,7 @@ class Trainer {
   ParamGroups groups_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::vector<double> base_lrs_;
+  std::vector<bool> group_is_head_;
   std::vector<torch::Tensor> best_state_;
   std::string progress_prefix_;
   bool warned_dead_map_ = false;
