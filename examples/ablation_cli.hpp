@@ -28,8 +28,9 @@ int ablation_main(int argc, char** argv, const AblationProgram& p, RunAlexNet ru
                   RunMobileNetV2 run_mobilenet_v2) {
   namespace ht = halsal::train;
   CLI::App app{p.description};
-  std::string data_dir, weights, step_one_data, method = "scratch-sal", ks = "5", seeds = "0", backbone = "alexnet",
-                                                out = p.default_out;
+  std::string data_dir, weights, method = "scratch-sal", ks = "5", seeds = "0", backbone = "alexnet",
+              out = p.default_out;
+  std::vector<std::string> step_one_data;
   TrainingFlags flags;
   bool no_baseline = false;
   const std::string variant = p.variant;
@@ -39,8 +40,9 @@ int ablation_main(int argc, char** argv, const AblationProgram& p, RunAlexNet ru
   app.add_option("--method", method, "scratch-sal (branch from Xavier init), or A / B (branch from a Step I run per " +
                                          variant + ": needs --step-one and --weights)")
       ->check(CLI::IsMember({"scratch-sal", "A", "B"}));
-  app.add_option("--step-one", step_one_data, "ImageNet-validation-layout folder for each " + variant +
+  app.add_option("--step-one", step_one_data, "ImageNet-validation-layout folders (comma list) for each " + variant +
                                                   "'s Step I (A, B); cached as <out>/stepI-<variant>.safetensors")
+      ->delimiter(',')
       ->check(CLI::ExistingDirectory);
   app.add_option("--k", ks, "comma list of training images per class; K = the dataset's own split");
   app.add_option("--seeds", seeds, "comma list of split/training seeds (std over them = error bars)");
@@ -65,7 +67,11 @@ int ablation_main(int argc, char** argv, const AblationProgram& p, RunAlexNet ru
     o.seeds = ht::parse_seed_list(seeds);
     auto data = std::make_shared<const data::Dataset>(data::open(data_dir));
     std::cout << data->summary() << "\n";
-    if (!step_one_data.empty()) o.step_one_data = std::make_shared<const data::Dataset>(data::open(step_one_data));
+    if (!step_one_data.empty()) {
+      std::vector<data::Dataset> parts;
+      for (const auto& dir : step_one_data) parts.push_back(data::open(dir));
+      o.step_one_data = std::make_shared<const data::Dataset>(data::concat(parts));
+    }
     const ht::AblationResult result = backbone == "mobilenet_v2" ? run_mobilenet_v2(data, o) : run_alexnet(data, o);
     std::cout << "\n" << ht::ablation_results_markdown(result) << "\nWrote " << o.out_dir.string()
               << "/results.md, results.csv, ablation.svg, runs.csv\n";

@@ -27,7 +27,8 @@ inline int parse(CLI::App& app, int argc, char** argv, const char* program) {
 /// --profile, --epochs, --image-size, --normalization, --device, --saliency-activation, --head,
 /// --warmup-epochs and --set FIELD=VALUE for any other TrainConfig field.
 struct TrainingFlags {
-  std::string profile = "fast", normalization, device = "cpu", saliency_activation = "relu", head;
+  std::string profile = "fast", normalization, device = "cpu", saliency_activation = "relu", head,
+              saliency_start = "xavier";
   int epochs = 0, image_size = 0, warmup_epochs = -1;
   std::vector<std::string> sets;
 
@@ -43,6 +44,9 @@ struct TrainingFlags {
     app.add_option("--saliency-activation", saliency_activation,
                    "the saliency map's last non-linearity: relu (the paper's) or softplus")
         ->check(CLI::IsMember({"relu", "softplus"}));
+    app.add_option("--saliency-start", saliency_start,
+                   "how a new saliency branch's score starts: xavier (the paper's) or constant (s = 0.1 everywhere)")
+        ->check(CLI::IsMember({"xavier", "constant"}));
     app.add_option("--head", head, "xavier (the paper's linear head) or imprint (cosine head from the class means)")
         ->check(CLI::IsMember({"xavier", "imprint"}));
     app.add_option("--warmup-epochs", warmup_epochs, "head-only epochs before fine-tuning (0 = none)")
@@ -67,6 +71,7 @@ struct TrainingFlags {
   SaliencyOptions saliency() const {
     SaliencyOptions o;
     o.activation = parse_saliency_activation(saliency_activation);
+    o.start = parse_saliency_start(saliency_start);
     return o;
   }
 };

@@ -12,7 +12,7 @@ namespace ht = halsal::train;
 
 namespace {
 
-template <class B>
+template <class B, class Fusion = halsal::default_fusion_t<B>>
 int run(const std::string& data_dir, const std::vector<std::string>& step_one_dirs, double holdout,
         ht::ProtocolOptions& p) {
   if (!step_one_dirs.empty()) {
@@ -28,7 +28,7 @@ int run(const std::string& data_dir, const std::vector<std::string>& step_one_di
     o.saliency = p.experiment.saliency;
     o.holdout = holdout;
     o.gallery_dir = p.out_dir;
-    const auto report = ht::run_step_one<B>(imagenet, o, p.experiment.step_one_weights);
+    const auto report = ht::run_step_one<B, halsal::Depth<4>, Fusion>(imagenet, o, p.experiment.step_one_weights);
     std::cout << "Step I: " << report.fit.epochs_done << " epochs on " << report.train_images
               << " images; saliency branch written to " << p.experiment.step_one_weights.string() << "\n"
               << report.verdict();
@@ -39,7 +39,7 @@ int run(const std::string& data_dir, const std::vector<std::string>& step_one_di
   }
   auto data = std::make_shared<const halsal::data::Dataset>(halsal::data::open(data_dir));
   std::cout << data->summary() << "\n";
-  const auto table = ht::run_protocol<B>(data, p);
+  const auto table = ht::run_protocol<B, halsal::Depth<4>, Fusion>(data, p);
   std::cout << "\n" << table.markdown() << "\nWrote " << p.out_dir.string()
             << "/table.md, table.csv, paired.csv, runs.csv, runs.jsonl\n";
   return 0;
@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
                "and B; or Step I with its held-out check"};
   std::string data_dir, weights, step_one, methods = "ncm,rgb,scratch-sal,smic,A,B", ks = "1,2,3,5,10",
                                           seeds = "0,1,2", backbone = "mobilenet_v2", out = "protocol-out";
+  int fusion_stage = 4;
   std::vector<std::string> step_one_data;
   double holdout = 0.2;
   halsal::cli::TrainingFlags flags;
@@ -71,6 +72,9 @@ int main(int argc, char** argv) {
   app.add_option("--seeds", seeds, "comma list of split/training seeds");
   app.add_option("--backbone", backbone, "mobilenet_v2, resnet18 or alexnet")
       ->check(CLI::IsMember({"mobilenet_v2", "resnet18", "alexnet"}));
+  app.add_option("--fusion-stage", fusion_stage,
+                 "mobilenet_v2: fuse after stage 3 (output stride 16) or 4 (32, the default, before pooling)")
+      ->check(CLI::Range(3, 4));
   flags.add_to(app);
   app.add_option("--out", out, "output folder; rerunning with the same folder resumes");
   if (const int rc = halsal::cli::parse(app, argc, argv, "halsal_protocol"); rc >= 0) return rc;
@@ -91,8 +95,12 @@ int main(int argc, char** argv) {
     } else if (step_one.empty() || weights.empty()) {
       throw halsal::Error("--step-one needs --weights (with the ImageNet head) and --stepI OUT.safetensors");
     }
+    if (backbone != "mobilenet_v2" && fusion_stage != 4)
+      throw halsal::Error("--fusion-stage is a MobileNetV2 option; " + backbone + " fuses at its default point");
     if (backbone == "resnet18") return run<halsal::ResNet<18>>(data_dir, step_one_data, holdout, p);
     if (backbone == "alexnet") return run<halsal::AlexNet>(data_dir, step_one_data, holdout, p);
+    if (fusion_stage == 3)
+      return run<halsal::MobileNetV2, halsal::AfterStage<3>>(data_dir, step_one_data, holdout, p);
     return run<halsal::MobileNetV2>(data_dir, step_one_data, holdout, p);
   } catch (const std::exception& e) {
     std::cerr << "halsal_protocol: " << e.what() << "\n";

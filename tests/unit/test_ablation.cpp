@@ -167,6 +167,16 @@ BOOST_AUTO_TEST_CASE(depth_ablation_writes_files_and_resumes) {
     BOOST_TEST(svg.find(">" + l + "</text>") != std::string::npos, l);
   }
   BOOST_TEST(count_of(svg, "class=\"bar\"") == 3u);
+  // Each variant against the baseline, paired over the same 10 test images.
+  BOOST_TEST_REQUIRE(first.paired.size() == 2u);
+  for (const auto& row : first.paired) {
+    BOOST_TEST(row.diff.pairs == 10u);
+    BOOST_TEST(row.diff.mean == first.cell(row.method, 1).mean - first.cell("Baseline", 1).mean,
+               boost::test_tools::tolerance(1e-9));
+    BOOST_TEST(md.find("| " + row.method + " | " + eval::to_text(row.diff) + " |") != std::string::npos, md);
+  }
+  BOOST_TEST(md.find("Paired difference to Baseline") != std::string::npos, md);
+  BOOST_TEST(slurp(dir / "paired.csv").rfind("method,k,seeds,pairs,mean,lo,hi\nConv-1,1,0,10,", 0) == 0u);
   BOOST_TEST(std::filesystem::exists(dir / "cells" / "conv-2-k1-s0" / "metrics.jsonl"));
   BOOST_TEST(!std::filesystem::exists(dir / "cells" / "conv-2-k1-s0" / "checkpoints"));
   BOOST_TEST(count_of(log.str(), "skipped") == 0u);

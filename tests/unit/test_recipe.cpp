@@ -39,6 +39,26 @@ ht::TrainConfig recipe_config() {
   return c;
 }
 
+// A user's own network: a backbone and logits, but no pooled features and no cosine head.
+class PlainNetImpl : public NetBase {
+ public:
+  static constexpr bool has_saliency = false, reads_saliency_map = false;
+  explicit PlainNetImpl(int64_t classes) { backbone = register_module("backbone", ResNet<18>(classes)); }
+  NetOutput forward_full(const torch::Tensor& x) {
+    NetOutput out;
+    out.logits = backbone->forward(x);
+    return out;
+  }
+  static std::string head_name() { return "backbone.fc"; }
+  static std::string name() { return "PlainNet"; }
+  ResNet<18> backbone{nullptr};
+};
+class PlainNet : public torch::nn::ModuleHolder<PlainNetImpl> {
+ public:
+  using Impl = PlainNetImpl;
+  using torch::nn::ModuleHolder<Impl>::ModuleHolder;
+};
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(test_recipe)
@@ -184,7 +204,7 @@ BOOST_AUTO_TEST_CASE(paired_table_rows_against_the_baseline) {
   BOOST_TEST(rows[0].diff.mean == 25.0);
   BOOST_TEST(rows[0].diff.pairs == 8u);
   BOOST_TEST((rows[0].seeds == std::vector<std::int64_t>{0, 1}));
-  const auto md = eval::paired_markdown(t, rows, "Baseline-RGB");
+  const auto md = eval::paired_markdown(t.ks(), rows, "Baseline-RGB");
   BOOST_TEST(md.find("| Method − Baseline-RGB | 1 |") != std::string::npos, md);
   BOOST_TEST(md.find("| Approach B | +25.0 [") != std::string::npos, md);
   BOOST_TEST(eval::paired_csv(rows).rfind("method,k,seeds,pairs,mean,lo,hi\nApproach B,1,0 1,8,25.000,", 0) == 0);
@@ -221,6 +241,10 @@ BOOST_AUTO_TEST_CASE(imprinting_sets_the_normalised_class_means) {
   auto no_imprint = c;
   no_imprint.head = "xavier";
   expect_error([&] { ht::Trainer<decltype(sal), StepI>(sal, no_imprint); }, {"warm-up", "StepI"});
+  PlainNet plain(3);
+  expect_error([&] { ht::Trainer<PlainNet, ApproachB>(plain, c); }, {"PlainNet has no use_cosine_head()", "head = xavier"});
+  ht::Trainer<PlainNet, ApproachB> plain_trainer(plain, no_imprint);
+  expect_error([&] { plain_trainer.embed(split.train); }, {"PlainNet gives no pooled features"});
 }
 
 BOOST_AUTO_TEST_CASE(warm_up_trains_only_the_head_then_everything) {
@@ -286,6 +310,12 @@ BOOST_AUTO_TEST_CASE(a_run_resumed_across_the_warm_up_repeats_itself) {
 }
 
 BOOST_AUTO_TEST_CASE(settings_from_the_command_line) {
+  // The paper's profile keeps the paper's head; the fast one is the measured few-shot recipe.
+  BOOST_TEST(ht::paper_profile().head == "xavier");
+  BOOST_TEST(ht::paper_profile().warmup_epochs == 0);
+  BOOST_TEST(ht::fast_profile().head == "imprint");
+  BOOST_TEST(ht::fast_profile().warmup_epochs == 2);
+  BOOST_TEST(ht::fast_profile().lr * ht::fast_profile().saliency_lr_scale == 1e-4, boost::test_tools::tolerance(1e-12));
   auto c = ht::apply_setting(ht::fast_profile(), "warmup_lr=0.2");
   BOOST_TEST(c.warmup_lr == 0.2);
   c = ht::apply_setting(c, "head=imprint");

@@ -210,11 +210,10 @@ inline std::vector<PairedRow> paired_comparisons(const ResultsTable& t, const Ou
   return rows;
 }
 
-/// The paired differences as a Markdown table: rows = methods, columns = k, cells
+/// The paired differences as a Markdown table: rows = methods, columns = the ks `cols`, cells
 /// "+1.2 [−0.8, +3.1]" (n seeds when fewer than the most any cell has).
-inline std::string paired_markdown(const ResultsTable& t, const std::vector<PairedRow>& rows,
+inline std::string paired_markdown(const std::vector<int>& cols, const std::vector<PairedRow>& rows,
                                    const std::string& baseline, const std::string& row_header = "Method") {
-  const auto cols = t.ks();
   size_t most = 0;
   for (const auto& r : rows) most = std::max(most, r.seeds.size());
   std::ostringstream os;

@@ -7,6 +7,7 @@
 #include <torch/nn/modules/conv.h>
 
 #include <array>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,23 @@ inline SaliencyActivation parse_saliency_activation(const std::string& name) {
   throw Error("unknown saliency activation '" + name + "' (expected relu or softplus)");
 }
 
+/// How the branch's 1×1 score starts.
+enum class SaliencyStart {
+  xavier,    ///< the paper's Xavier start (the score's weights taken absolute, so the map is alive)
+  constant,  ///< score weights 0 and a bias giving s = 0.1 everywhere: the network starts as the plain
+             ///< backbone with features scaled by 1.1, so Step I does not begin by undoing a random map
+};
+
+/// "xavier" or "constant".
+inline const char* to_string(SaliencyStart s) { return s == SaliencyStart::xavier ? "xavier" : "constant"; }
+
+/// Parses "xavier" or "constant"; throws on anything else.
+inline SaliencyStart parse_saliency_start(const std::string& name) {
+  if (name == "xavier") return SaliencyStart::xavier;
+  if (name == "constant") return SaliencyStart::constant;
+  throw Error("unknown saliency start '" + name + "' (expected xavier or constant)");
+}
+
 /// Layout of the saliency branch; the defaults are the paper's.
 struct SaliencyOptions {
   /// Channels of the branch's input: 3 reads the RGB image (HalSal), 1 reads a given map (SMIC).
@@ -53,6 +71,8 @@ struct SaliencyOptions {
   /// The map's last non-linearity (the paper: ReLU). It has no parameters, so it is not in the
   /// state_dict: whoever reloads a network must set it the same way.
   SaliencyActivation activation = SaliencyActivation::relu;
+  /// How the score starts (only the initialisation: a trained or loaded branch does not depend on it).
+  SaliencyStart start = SaliencyStart::xavier;
 };
 
 /// The branch with a runtime depth; `SaliencyBranch<N>` fixes it at compile time.
@@ -62,7 +82,7 @@ struct SaliencyOptions {
 class SaliencyBranchImpl : public torch::nn::Module {
  public:
   explicit SaliencyBranchImpl(int depth = 4, SaliencyOptions options = {})
-      : depth_(depth), activation_(options.activation) {
+      : depth_(depth), activation_(options.activation), start_(options.start) {
     if (depth < 1 || depth > 5) throw Error("saliency branch depth must be 1..5, got " + std::to_string(depth));
     namespace nn = torch::nn;
     const int64_t kernels[5] = {11, 5, 3, 3, 3}, strides[5] = {4, 1, 1, 1, 1}, pads[5] = {0, 2, 1, 1, 1};
@@ -110,6 +130,14 @@ class SaliencyBranchImpl : public torch::nn::Module {
       torch::nn::init::xavier_uniform_(conv->weight);
       torch::nn::init::zeros_(conv->bias);
     }
+    if (start_ == SaliencyStart::constant) {
+      // s = 0.1 everywhere: ReLU(0.1), or softplus(log(e^0.1 - 1)). The gradient reaches the
+      // score's weights at once; the convolutions follow as soon as those move away from 0.
+      torch::nn::init::zeros_(score->weight);
+      const double target = 0.1;
+      torch::nn::init::constant_(score->bias, activation_ == SaliencyActivation::relu ? target : std::log(std::expm1(target)));
+      return;
+    }
     // The score starts with |Xavier| weights: its inputs are ReLU outputs (≥ 0), so the map is
     // alive at the start. With signed weights it can start at 0 everywhere, and a dead ReLU there
     // never recovers: the network would silently train as the baseline.
@@ -128,6 +156,7 @@ class SaliencyBranchImpl : public torch::nn::Module {
  private:
   int depth_;
   SaliencyActivation activation_;
+  SaliencyStart start_;
   std::vector<torch::nn::Conv2d> convs_;
 };
 

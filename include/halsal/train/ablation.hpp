@@ -34,6 +34,7 @@
 #include <utility>
 #include <vector>
 
+#include "halsal/eval/paired.hpp"
 #include "halsal/eval/table.hpp"
 #include "halsal/train/experiment.hpp"
 #include "halsal/viz/svg.hpp"
@@ -151,6 +152,9 @@ struct AblationResult {
   std::vector<int> ks;  ///< in the order asked for; eval::kFullSplit = "K"
   std::vector<std::vector<eval::CellStats>> top1, top5;  ///< [variant][k]
   std::vector<AblationRun> runs;                         ///< every finished cell
+  /// Each variant against the Baseline bar, paired over the test images of all seeds (empty
+  /// without a baseline or per-image outcomes).
+  std::vector<eval::PairedRow> paired;
 
   /// The cell of (variant, k); throws halsal::Error when either is not in the result.
   const eval::CellStats& cell(const std::string& variant, int k, eval::Metric m = eval::Metric::top1) const {
@@ -204,6 +208,15 @@ inline AblationResult aggregate_ablation(const std::vector<AblationRun>& runs, c
   return r;
 }
 
+/// Each variant against the Baseline bar at each k (top-1, points): per-image differences over
+/// the test images of all seeds where both have outcomes, with a 95 % paired bootstrap interval.
+inline std::vector<eval::PairedRow> ablation_paired(const std::vector<AblationRun>& runs,
+                                                    const eval::OutcomeMap& outcomes) {
+  eval::ResultsTable t;
+  for (const auto& r : runs) t.add(r.variant, r.k, static_cast<std::int64_t>(r.seed), r.top1, r.top5);
+  return eval::paired_comparisons(t, outcomes, ablation_baseline_label());
+}
+
 /// results.csv: `variant,k,n,top1_mean,top1_std,top5_mean,top5_std`, one row per (variant, k) in
 /// the result's order; empty fields where there is no value (std with one seed, cells not run).
 inline std::string ablation_results_csv(const AblationResult& r, int decimals = 2) {
@@ -245,6 +258,11 @@ inline std::string ablation_results_markdown(const AblationResult& r, int decima
       for (size_t c = 0; c < r.ks.size(); ++c) os << ' ' << text(grid[v][c]) << " |";
       os << '\n';
     }
+    if (pass == 0 && !r.paired.empty())
+      os << "\nPaired difference to " << ablation_baseline_label()
+         << " (top-1, points): mean over the test images of all seeds [95 % interval, paired bootstrap "
+            "resampling the test images within each seed]\n\n"
+         << eval::paired_markdown(r.ks, r.paired, ablation_baseline_label(), "Variant");
   }
   return os.str();
 }
@@ -275,10 +293,11 @@ inline viz::BarChart ablation_chart(const AblationResult& r, eval::Metric m = ev
   return c;
 }
 
-/// Writes results.csv, results.md and ablation.svg under out_dir, each atomically.
+/// Writes results.csv, results.md, paired.csv and ablation.svg under out_dir, each atomically.
 inline void write_ablation_results(const AblationResult& r, const std::filesystem::path& out_dir) {
   const AblationFiles f(out_dir);
   ::halsal::detail::write_file_atomic(f.results_csv, ablation_results_csv(r));
+  ::halsal::detail::write_file_atomic(out_dir / "paired.csv", eval::paired_csv(r.paired));
   ::halsal::detail::write_file_atomic(f.results_md, ablation_results_markdown(r));
   viz::write_svg(ablation_chart(r), f.chart_svg);
 }
@@ -390,6 +409,20 @@ inline AblationResult run_ablation(std::shared_ptr<const data::Dataset> data, st
   std::filesystem::create_directories(o.out_dir);
   const AblationFiles files(o.out_dir);
   std::vector<AblationRun> runs = read_ablation_runs(files.runs_csv);
+  auto cell_dir = [&](const std::string& label, int k, uint64_t seed) {
+    return o.out_dir / "cells" / (ablation_slug(label) + "-k" + eval::k_label(k) + "-s" + std::to_string(seed));
+  };
+  eval::OutcomeMap outcomes;  // per-image test outcomes of the finished cells
+  for (const auto& r : runs) {
+    const auto file = cell_dir(r.variant, r.k, r.seed) / "test_outcomes.csv";
+    if (std::filesystem::exists(file))
+      outcomes[{r.variant, r.k, static_cast<std::int64_t>(r.seed)}] = eval::read_test_outcomes(file);
+  }
+  auto result_of = [&] {
+    AblationResult a = aggregate_ablation(runs, labels, ks, title);
+    a.paired = ablation_paired(runs, outcomes);
+    return a;
+  };
   auto done = [&](const std::string& label, int k, uint64_t seed) {
     return std::any_of(runs.begin(), runs.end(),
                        [&](const AblationRun& r) { return r.variant == label && r.k == k && r.seed == seed; });
@@ -419,12 +452,14 @@ inline AblationResult run_ablation(std::shared_ptr<const data::Dataset> data, st
           step_one_ready = true;
         }
         ExperimentOptions cell = base;
-        cell.out_dir = o.out_dir / "cells" /
-                       (ablation_slug(v.label) + "-k" + eval::k_label(ks[ki]) + "-s" + std::to_string(seed));
+        cell.out_dir = cell_dir(v.label, ks[ki], seed);
         CellResult r = v.run_cell(baseline ? std::string("rgb") : o.method, data, o.ks[ki], seed, cell);
+        const auto cell_outcomes = test_outcomes(r);
+        ::halsal::detail::write_file_atomic(cell.out_dir / "test_outcomes.csv", eval::to_csv(cell_outcomes));
+        outcomes[{v.label, ks[ki], static_cast<std::int64_t>(seed)}] = cell_outcomes;
         runs.push_back({v.label, ks[ki], seed, 100 * r.top1, 100 * r.top5});
         ::halsal::detail::write_file_atomic(files.runs_csv, ablation_runs_csv(runs));
-        write_ablation_results(aggregate_ablation(runs, labels, ks, title), o.out_dir);
+        write_ablation_results(result_of(), o.out_dir);
         if (!o.keep_checkpoints) std::filesystem::remove_all(cell.out_dir / "checkpoints");
         if (o.log)
           *o.log << cell_name(v.label, ks[ki], seed) << "top-1 " << ::halsal::detail::format_fixed(100 * r.top1, 1)
@@ -433,7 +468,7 @@ inline AblationResult run_ablation(std::shared_ptr<const data::Dataset> data, st
         if (o.on_cell) o.on_cell(v.label, r);
       }
   }
-  AblationResult result = aggregate_ablation(runs, labels, ks, title);
+  AblationResult result = result_of();
   write_ablation_results(result, o.out_dir);
   return result;
 }

@@ -104,7 +104,7 @@ inline std::vector<uint64_t> parse_seed_list(const std::string& text) {
   return seeds;
 }
 
-/// A named profile: "fast" (fast_profile(): 160 px, 12 epochs, cosine, head at 300× lr) or
+/// A named profile: "fast" (fast_profile(): 160 px, imprinted head, warm-up, 10 epochs) or
 /// "paper" (paper_profile(): §4.1, 224 px, 70 epochs); throws on others.
 inline TrainConfig profile(const std::string& name) {
   if (name == "fast") return fast_profile();
@@ -155,10 +155,21 @@ void load_step_one(Net& net, const std::filesystem::path& file) {
     throw Error("Approaches A and B and ncm-sal need the Step I saliency weights (a .safetensors file from "
                 "run_step_one / halsal_protocol --step-one); none was given");
   if (!std::filesystem::exists(file)) throw file_error(file, "no such file (Step I saliency weights)");
+  const auto weights = io::read_weights_file(file);
+  // The map's activation has no parameters, so the file says which one its branch was trained with.
+  const auto stored = weights.metadata.find("saliency_activation");
+  const std::string wanted = to_string(net->saliency->activation());
+  if (stored != weights.metadata.end() && stored->second != wanted)
+    throw file_error(file, "its saliency branch was trained with a " + stored->second + " map, but this network's map uses " +
+                               wanted + " (pass --saliency-activation " + stored->second + ")");
   io::LoadOptions lo;
   lo.strict = true;
   lo.skip_prefixes = {"backbone."};
-  io::load_weights(*net, file, lo);
+  try {
+    io::load_state_dict(*net, weights.tensors, lo);
+  } catch (const Error& e) {
+    throw file_error(file, e.what());
+  }
 }
 
 /// What every cell starts from: its k-shot split and its configuration with the cell's seed.
@@ -414,7 +425,7 @@ inline void write_protocol_tables(const eval::ResultsTable& table, const std::fi
   if (!paired.empty())
     md += "\nPaired difference to " + baseline_label() + " (top-1, points): mean over the test images of all "
           "seeds [95 % interval, paired bootstrap resampling the test images within each seed]\n\n" +
-          eval::paired_markdown(table, paired, baseline_label());
+          eval::paired_markdown(table.ks(), paired, baseline_label());
   md += "\nTop-5 accuracy (%)\n\n" + table.markdown(eval::Metric::top5);
   ::halsal::detail::write_file_atomic(f.table_md, md);
   ::halsal::detail::write_file_atomic(f.table_csv, table.wide_csv(eval::Metric::top1));
@@ -468,11 +479,13 @@ nlohmann::json protocol_settings(const data::Dataset& d, const ProtocolOptions& 
           {"step_one", file_identity(p.experiment.step_one_weights)},
           {"split", {{"test_per_class", p.experiment.split.test_per_class}, {"val_per_class", p.experiment.split.val_per_class}}},
           {"saliency_activation", to_string(p.experiment.saliency.activation)},
+          {"saliency_start", to_string(p.experiment.saliency.start)},
           {"config", config}};
 }
 
 /// Compares the settings of a resumed protocol with the stored ones; throws an Error naming every
-/// difference (nothing is overwritten). A Step I file may be added later (none before).
+/// difference (nothing is overwritten). A Step I file may be added later (none before), and a
+/// setting the stored file does not record (an older halsal) is taken as it is now.
 inline nlohmann::json check_protocol_settings(const std::filesystem::path& file, const nlohmann::json& now) {
   if (!std::filesystem::exists(file)) return now;
   nlohmann::json before;
@@ -486,17 +499,25 @@ inline nlohmann::json check_protocol_settings(const std::filesystem::path& file,
   auto text = [](const nlohmann::json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
   nlohmann::json merged = before;
   for (const auto& [key, value] : now.items()) {
-    const nlohmann::json old = before.contains(key) ? before[key] : nlohmann::json();
+    if (!before.contains(key)) {  // not recorded by the version that started the run: nothing to compare
+      merged[key] = value;
+      continue;
+    }
+    const nlohmann::json old = before[key];
     if (key == "step_one" && old == "" && value != "") {
       merged[key] = value;  // a Step I file added for methods that need it
       continue;
     }
     if (key == "step_one" && value == "") continue;  // this run's methods do not need it
     if (key == "config" && old.is_object() && value.is_object()) {
-      for (const auto& [field, v] : value.items())
-        if (!old.contains(field) || old[field] != v)
-          diffs.push_back("config." + field + ": " + (old.contains(field) ? text(old[field]) : "(absent)") + " before, " +
-                          text(v) + " now");
+      for (const auto& [field, v] : value.items()) {
+        if (!old.contains(field)) {
+          merged[key][field] = v;
+          continue;
+        }
+        if (old[field] != v)
+          diffs.push_back("config." + field + ": " + text(old[field]) + " before, " + text(v) + " now");
+      }
       continue;
     }
     if (old != value) diffs.push_back(key + ": " + text(old) + " before, " + text(value) + " now");

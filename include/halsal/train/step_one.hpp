@@ -53,6 +53,8 @@ struct StepOneCheck {
   eval::PairedDifference top1_gain;     ///< map − plain, percentage points
   eval::PairedDifference loss_drop;     ///< plain − map (> 0: the map lowers the loss)
   double zero_map_share = 0;            ///< images whose map is 0 everywhere
+  double flat_map_share = 0;            ///< images whose map stays below 0.01 everywhere (switched off, softplus)
+  double mean_map = 0;                  ///< mean of s over pixels and images
   /// Per-image outcomes, in the subset's order (for galleries).
   std::vector<size_t> index;
   std::vector<int64_t> label, predicted_map, predicted_plain;
@@ -82,7 +84,8 @@ struct StepOneReport {
                     "  loss  with the map " + num(heldout.loss_map) + ", with s = 0 " + num(heldout.loss_plain) +
                     ": lowered by " + eval::to_text(heldout.loss_drop, 3) + "\n" +
                     "  on the training images: top-1 " + eval::to_text(train.top1_gain) + " points, loss lowered by " +
-                    eval::to_text(train.loss_drop, 3) + "\n";
+                    eval::to_text(train.loss_drop, 3) + "\n" + "  mean map value s " +
+                    ::halsal::detail::format_fixed(heldout.mean_map, 3) + " on the held-out images\n";
     if (helps()) return s + "Step I helps: the held-out top-1 interval lies above zero.\n";
     s += "WARNING: Step I did NOT show that its map helps: the held-out top-1 interval does not lie above zero";
     s += heldout.loss_drop.above_zero() ? " (the loss interval does: the map sharpens the logits more than it moves "
@@ -98,6 +101,13 @@ struct StepOneReport {
       return "the map is 0 everywhere on " + ::halsal::detail::format_fixed(100 * heldout.zero_map_share, 0) +
              " % of the held-out images (its ReLU switched off), so the network is the plain backbone there: "
              "lower the branch's learning rate or use --saliency-activation softplus";
+    if (heldout.flat_map_share > 0.5)
+      return "the branch learned to switch the map off (s < 0.01 everywhere on " +
+             ::halsal::detail::format_fixed(100 * heldout.flat_map_share, 0) +
+             " % of the held-out images): against the frozen classifier every map it found cost more (amplified "
+             "features sharpen wrong predictions too) than its attention gained, on " +
+             std::to_string(train_images) + " training images — more images (the paper used ImageNet's 50,000 "
+             "validation images) or another fusion point";
     if (train.top1_gain.above_zero() || train.loss_drop.above_zero())
       return "the map helps on the " + std::to_string(train_images) +
              " training images but not on held-out ones: the branch fits its few images instead of learning where "
@@ -114,7 +124,8 @@ struct StepOneReport {
     auto check = [&](const StepOneCheck& c) {
       return nlohmann::json{{"images", c.images},         {"top1_map", c.top1_map},   {"top1_plain", c.top1_plain},
                             {"loss_map", c.loss_map},     {"loss_plain", c.loss_plain}, {"top1_gain", diff(c.top1_gain)},
-                            {"loss_drop", diff(c.loss_drop)}, {"zero_map_share", c.zero_map_share}};
+                            {"loss_drop", diff(c.loss_drop)}, {"zero_map_share", c.zero_map_share},
+                            {"flat_map_share", c.flat_map_share}, {"mean_map", c.mean_map}};
     };
     nlohmann::json j{{"epochs", fit.epochs_done}, {"train_images", train_images}, {"checked", checked}};
     if (checked) {
@@ -147,7 +158,8 @@ StepOneCheck check_step_one(Trainer<Net, Policy>& trainer, const data::Subset& s
   StepOneCheck c;
   std::vector<double> top1_diff, loss_diff;
   double top1_map = 0, top1_plain = 0, loss_map = 0, loss_plain = 0;
-  size_t zero_maps = 0;
+  size_t zero_maps = 0, flat_maps = 0;
+  double map_sum = 0;
   trainer.for_each_eval_batch(subset, [&](const torch::Tensor& x, const data::Batch& batch) {
     auto& net = trainer.net();
     const NetOutput with = net->forward_full(x);
@@ -161,7 +173,9 @@ StepOneCheck check_step_one(Trainer<Net, Policy>& trainer, const data::Subset& s
     };
     const torch::Tensor l_map = ce(with.logits), l_plain = ce(plain.logits);
     const torch::Tensor p_map = with.logits.argmax(1).to(torch::kCPU), p_plain = plain.logits.argmax(1).to(torch::kCPU);
-    const torch::Tensor zero = std::get<0>(with.saliency.flatten(1).max(1)).le(0).to(torch::kCPU);
+    const torch::Tensor peak = std::get<0>(with.saliency.flatten(1).max(1)).to(torch::kCPU);
+    const torch::Tensor zero = peak.le(0), flat = peak.lt(0.01);
+    map_sum += with.saliency.flatten(1).mean(1).sum().item<double>();
     for (int64_t i = 0; i < batch.size(); ++i) {
       const int64_t y = labels[i].item<int64_t>(), pm = p_map[i].item<int64_t>(), pp = p_plain[i].item<int64_t>();
       const double lm = l_map[i].item<double>(), lp = l_plain[i].item<double>();
@@ -172,6 +186,7 @@ StepOneCheck check_step_one(Trainer<Net, Policy>& trainer, const data::Subset& s
       top1_diff.push_back(100.0 * ((pm == y) - (pp == y)));
       loss_diff.push_back(lp - lm);
       zero_maps += zero[i].item<bool>();
+      flat_maps += flat[i].item<bool>();
       c.index.push_back(batch.indices[static_cast<size_t>(i)]);
       c.label.push_back(y);
       c.predicted_map.push_back(pm);
@@ -188,6 +203,8 @@ StepOneCheck check_step_one(Trainer<Net, Policy>& trainer, const data::Subset& s
   c.top1_gain = eval::paired_bootstrap({top1_diff});
   c.loss_drop = eval::paired_bootstrap({loss_diff});
   c.zero_map_share = static_cast<double>(zero_maps) / n;
+  c.flat_map_share = static_cast<double>(flat_maps) / n;
+  c.mean_map = map_sum / n;
   return c;
 }
 
@@ -212,10 +229,13 @@ std::vector<viz::GalleryRow> step_one_rows(Trainer<Net, Policy>& trainer, const 
     viz::GalleryRow row;
     row.input = img;
     row.saliency = map;
-    const float peak = map.max().item<float>();
-    row.example = (peak > 0 ? map / peak : map).mul(255).clamp(0, 255).to(torch::kUInt8);
+    // The map alone, stretched from its minimum (black) to its maximum (white); the caption gives
+    // the range, so a nearly flat map is not mistaken for a confident one.
+    const float lo = map.min().item<float>(), hi = map.max().item<float>();
+    row.example = ((map - lo) / std::max(hi - lo, 1e-12f)).mul(255).clamp(0, 255).to(torch::kUInt8);
     row.caption = {"Truth: " + name(c.label[i]), "With map: " + name(c.predicted_map[i]),
-                   "With s = 0: " + name(c.predicted_plain[i])};
+                   "With s = 0: " + name(c.predicted_plain[i]),
+                   "s from " + ::halsal::detail::format_fixed(lo, 3) + " to " + ::halsal::detail::format_fixed(hi, 3)};
     out.push_back(std::move(row));
   }
   return out;
@@ -285,17 +305,17 @@ StepOneReport run_step_one(std::shared_ptr<const data::Dataset> imagenet, const 
     viz::GalleryOptions go;
     go.tile = 160;
     go.font_scale = 1;
-    go.headers = {"Held-out image", "Step I map", "Map alone"};
+    go.headers = {"Held-out image", "Step I map", "Map (min to max)"};
     const struct {
       const char* file;
       const char* title;
       std::function<bool(size_t)> pick;
     } pages[] = {
-        {"stepI-helped.png", "Held out: right with the map, wrong with s = 0",
+        {"stepI-helped.png", "Right with map, wrong without",
          [&](size_t i) { return c.predicted_map[i] == c.label[i] && c.predicted_plain[i] != c.label[i]; }},
-        {"stepI-hurt.png", "Held out: wrong with the map, right with s = 0",
+        {"stepI-hurt.png", "Wrong with map, right without",
          [&](size_t i) { return c.predicted_map[i] != c.label[i] && c.predicted_plain[i] == c.label[i]; }},
-        {"stepI-heldout.png", "Held-out ImageNet images and their Step I maps", [](size_t) { return true; }},
+        {"stepI-heldout.png", "Held-out images, Step I maps", [](size_t) { return true; }},
     };
     for (const auto& page : pages) {
       go.title = page.title;
