@@ -361,6 +361,130 @@ BOOST_AUTO_TEST_CASE(synthetic_dataset_is_seeded_masked_and_fine_grained) {
   BOOST_TEST(grid.width == 4 * 66 + 2);
 }
 
+namespace {
+
+/// FNV-1a over the pixels and masks of every 7th image of a synthetic dataset.
+uint64_t synthetic_fingerprint(const hd::SyntheticOptions& o) {
+  const auto d = hd::synthetic(o);
+  uint64_t h = 1469598103934665603ull;
+  auto add = [&](const std::vector<uint8_t>& bytes) {
+    for (uint8_t b : bytes) h = (h ^ b) * 1099511628211ull;
+  };
+  for (size_t i = 0; i < d.size(); i += 7) {
+    auto [im, m] = d.generator->render(i);
+    add(im.pixels);
+    add(m.pixels);
+  }
+  return h;
+}
+
+/// The hue (0..1) of an RGB pixel.
+double hue_of(int r, int g, int b) {
+  const int mx = std::max({r, g, b}), mn = std::min({r, g, b});
+  if (mx == mn) return 0;
+  const double d = mx - mn;
+  double h = mx == r ? (g - b) / d : mx == g ? 2 + (b - r) / d : 4 + (r - g) / d;
+  h /= 6;
+  return h < 0 ? h + 1 : h;
+}
+
+}  // namespace
+
+// The new options default to off: the default images are byte for byte those of the generator
+// before distractors, class offsets and spec lists existed (fingerprints taken then, x86-64).
+BOOST_AUTO_TEST_CASE(synthetic_defaults_render_the_v1_images) {
+  hd::SyntheticOptions defaults;
+  BOOST_TEST(synthetic_fingerprint(defaults) == 11527650613579859736ull);
+  BOOST_TEST(synthetic_fingerprint(small_synthetic(4, 16, 48)) == 17964197999521282621ull);
+  auto explicit_off = small_synthetic(4, 16, 48);
+  explicit_off.distractors = 0;
+  explicit_off.first_class = 0;
+  BOOST_TEST(synthetic_fingerprint(explicit_off) == 17964197999521282621ull);
+  BOOST_TEST(hd::synthetic(defaults).generator->describe() ==
+             "synthetic-v1 classes=8 per_class=40 size=96 seed=0 scale=0.4..0.75 clutter=14");
+}
+
+BOOST_AUTO_TEST_CASE(synthetic_distractors_paint_other_classes_shades_outside_the_mask) {
+  hd::SyntheticOptions o = small_synthetic(3, 6, 64);
+  o.class_specs = {{5, 0, 0}, {6, 1, 0}, {7, 2, 0}};  // one class per shade
+  o.clutter = 4;
+  const auto plain = hd::synthetic(o);
+  o.distractors = 3;
+  const auto busy = hd::synthetic(o);
+  BOOST_TEST(busy.generator->describe() != plain.generator->describe());  // cache keys differ
+  const double shade_hue[] = {0.915, 0.965, 0.02};
+  auto hue_distance = [](double a, double b) { return std::min(std::abs(a - b), 1 - std::abs(a - b)); };
+  size_t changed_outside = 0, petal_like = 0, own_shade = 0, images_with_distractors = 0;
+  for (size_t i = 0; i < busy.size(); ++i) {
+    const int own = static_cast<int>(busy.samples[i].label);  // class c has shade c here
+    auto [a, am] = plain.generator->render(i);
+    auto [b, bm] = busy.generator->render(i);
+    BOOST_TEST(max_diff(am, bm) == 0, "image " << i << ": distractors changed the object mask");
+    size_t changed_here = 0;
+    for (int y = 0; y < 64; ++y)
+      for (int x = 0; x < 64; ++x) {
+        int diff = 0;
+        for (int c = 0; c < 3; ++c) diff = std::max(diff, std::abs(int(a.at(y, x, c)) - int(b.at(y, x, c))));
+        if (bm.at(y, x) == 255) {
+          BOOST_TEST(diff == 0, "image " << i << ": the flower changed at (" << y << ", " << x << ")");
+          continue;
+        }
+        if (diff < 30 || bm.at(y, x) != 0) continue;
+        ++changed_outside;
+        ++changed_here;
+        // A pixel in one of the three petal shades: which one?
+        const double h = hue_of(b.at(y, x, 0), b.at(y, x, 1), b.at(y, x, 2));
+        int nearest = 0;
+        for (int s = 1; s < 3; ++s)
+          if (hue_distance(h, shade_hue[s]) < hue_distance(h, shade_hue[nearest])) nearest = s;
+        if (hue_distance(h, shade_hue[nearest]) > 0.02) continue;
+        ++petal_like;
+        own_shade += nearest == own;
+      }
+    images_with_distractors += changed_here > 20;
+  }
+  BOOST_TEST(images_with_distractors >= busy.size() * 3 / 4, images_with_distractors << " of " << busy.size());
+  BOOST_TEST(petal_like > changed_outside / 2, petal_like << " petal-coloured of " << changed_outside << " changed");
+  // Other classes' shades, not the image's own (a few edge pixels blend into a neighbouring hue).
+  BOOST_TEST(own_shade < petal_like / 10, own_shade << " of " << petal_like << " in the image's own shade");
+}
+
+BOOST_AUTO_TEST_CASE(synthetic_class_offsets_and_spec_lists_choose_disjoint_classes) {
+  auto base_options = small_synthetic(8, 2, 32), novel_options = small_synthetic(6, 2, 32);
+  novel_options.first_class = 8;
+  const auto base = hd::synthetic(base_options), novel = hd::synthetic(novel_options);
+  const auto all = hd::synthetic_class_specs(14);
+  BOOST_TEST_REQUIRE(novel.num_classes() == 6);
+  for (int c = 0; c < 6; ++c) {
+    BOOST_TEST(novel.class_names[c] == all[8 + c].name());
+    for (const auto& b : base.class_names) BOOST_TEST(novel.class_names[c] != b);
+  }
+  BOOST_TEST(novel.size() == 12u);
+  BOOST_TEST(novel.samples.back().label == 5);
+  BOOST_TEST(novel.generator->describe().find("first_class=8") != std::string::npos);
+  // An explicit list: exactly those classes, in that order; `classes` is not used.
+  auto listed = small_synthetic(2, 3, 32);
+  listed.class_specs = {{8, 2, 3}, {5, 0, 0}, {6, 1, 2}};
+  const auto d = hd::synthetic(listed);
+  BOOST_TEST(d.num_classes() == 3);
+  BOOST_TEST(d.size() == 9u);
+  BOOST_TEST(d.class_names[0] == "8-petal coral cross");
+  BOOST_TEST(d.class_names[2] == "6-petal rose dots");
+  // Bad choices name the option.
+  auto far = small_synthetic(8, 2, 32);
+  far.first_class = 41;
+  expect_error([&] { hd::synthetic(far); }, {"first_class", "0..40", "41"});
+  auto twice = listed;
+  twice.class_specs.push_back({5, 0, 0});
+  expect_error([&] { hd::synthetic(twice); }, {"class_specs[1] and [3]", "5-petal magenta plain"});
+  auto bad = listed;
+  bad.class_specs[1].shade = 3;
+  expect_error([&] { hd::synthetic(bad); }, {"class_specs[1]", "shade 3"});
+  auto negative = small_synthetic(2, 3, 32);
+  negative.distractors = -1;
+  expect_error([&] { hd::synthetic(negative); }, {"distractors", "-1"});
+}
+
 // ---- splits ----------------------------------------------------------------------------------
 
 BOOST_AUTO_TEST_CASE(kshot_splits_are_deterministic_nested_and_disjoint) {

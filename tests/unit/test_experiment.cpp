@@ -1,9 +1,11 @@
 // The experiment layer: the protocol's table files for known numbers, resuming a protocol without
-// re-training finished cells, run_cell's errors, and Step I's output file.
+// re-training finished cells, run_cell's errors, Step I's output file, and the demo pipeline.
 #include <halsal/halsal.hpp>
+#include <halsal/train/demo.hpp>
 #include <halsal/train/experiment.hpp>
 
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "test_support.hpp"
@@ -185,6 +187,113 @@ BOOST_AUTO_TEST_CASE(step_one_writes_only_the_saliency_branch) {
   for (const auto& kv : saved) BOOST_TEST(torch::equal(state[kv.key()], kv.value()), kv.key());
   BOOST_TEST(torch::equal(state["backbone.conv1.weight"], source->backbone->named_parameters()["conv1.weight"]));
   BOOST_TEST(state["backbone.fc.weight"].size(0) == 3);  // the new head was kept
+}
+
+BOOST_AUTO_TEST_CASE(demo_classes_are_disjoint_and_share_their_features) {
+  const auto [base, novel] = ht::demo_class_specs();
+  std::set<int> base_petals, novel_petals, base_shades, novel_shades;
+  for (const auto& b : base) {
+    BOOST_TEST((std::find(novel.begin(), novel.end(), b) == novel.end()), b.name() << " is in both sets");
+    base_petals.insert(b.petals);
+    base_shades.insert(b.shade);
+  }
+  for (const auto& n : novel) {
+    novel_petals.insert(n.petals);
+    novel_shades.insert(n.shade);
+  }
+  BOOST_TEST(base.size() == 6u);
+  BOOST_TEST(novel.size() == 6u);
+  BOOST_TEST((base_petals == novel_petals && base_petals.size() == 4u));  // what the base set teaches ...
+  BOOST_TEST((base_shades == novel_shades && base_shades.size() == 3u));  // ... the novel set needs
+  const auto sets = ht::demo_datasets(ht::DemoDataOptions{});
+  for (const auto& name : sets.novel->class_names)
+    BOOST_TEST((std::find(sets.pretrain->class_names.begin(), sets.pretrain->class_names.end(), name) ==
+                sets.pretrain->class_names.end()));
+  BOOST_TEST(sets.step_one->class_names == sets.pretrain->class_names);
+  // Step I's images are other images of the same classes.
+  BOOST_TEST(sets.step_one->generator->describe() != sets.pretrain->generator->describe());
+}
+
+// The whole demo in miniature (a few images, one epoch each): every file, the Step I check, the
+// table rows with their paired differences and saliency scores.
+BOOST_AUTO_TEST_CASE(demo_pipeline_writes_its_files_and_the_step_one_report) {
+  const auto dir = test::scratch_dir("experiment_demo");
+  ht::DemoOptions o;
+  o.out_dir = dir / "out";
+  o.data.base_specs = {{5, 0, 0}, {7, 2, 0}};
+  o.data.novel_specs = {{6, 1, 0}, {8, 0, 0}};
+  o.data.pretrain_per_class = 4;
+  o.data.step_one_per_class = 5;
+  o.data.novel_per_class = 4;
+  o.data.size = 48;
+  o.data.clutter = 2;
+  o.data.distractors = 2;
+  o.k = 1;
+  o.split = {2, 1};
+  o.seeds = {0, 1};
+  for (auto* c : {&o.pretrain, &o.step_one, &o.fewshot}) {
+    c->epochs = 1;
+    c->batch_size = 4;
+    c->workers = 0;
+    c->quiet = true;
+  }
+  o.step_one_holdout = 0.4;  // 4 of the 10 Step I images
+  o.gallery_rows = 2;
+  o.log = nullptr;
+
+  // Bad options stop before anything trains, naming what is wrong.
+  auto too_few = o;
+  too_few.data.novel_per_class = 3;
+  test::expect_error([&] { ht::run_demo(too_few); }, {"novel_per_class is 3", "needs 2 test + 1 val + 1 train = 4"});
+  auto overlapping = o;
+  overlapping.data.novel_specs.push_back({5, 0, 0});
+  test::expect_error([&] { ht::run_demo(overlapping); }, {"5-petal magenta plain", "both a base and a novel class"});
+  auto foreign = o;
+  foreign.out_dir = dir / "foreign";
+  std::filesystem::create_directories(foreign.out_dir / "protocol");
+  std::ofstream(foreign.out_dir / "protocol" / "notes.txt") << "mine\n";
+  test::expect_error([&] { ht::run_demo(foreign); }, {"protocol", "will not delete it"});
+  BOOST_TEST(std::filesystem::exists(foreign.out_dir / "protocol" / "notes.txt"));
+
+  const ht::DemoResult r = ht::run_demo(o);
+  const ht::DemoFiles f(o.out_dir);
+  for (const auto& file : {f.results_md, f.results_csv, f.gallery_png, f.pretrained_weights, f.step_one_weights,
+                           f.protocol_dir / "table.md", f.protocol_dir / "paired.csv", o.out_dir / "stepI-heldout.png"})
+    BOOST_TEST(std::filesystem::exists(file), file << " is missing");
+  BOOST_TEST((r.map_size == std::vector<int64_t>{6, 6}));  // layer2 of ResNet-18 at 48 px
+  BOOST_TEST(r.pretrain.epochs_done == 1);
+  // Step I: 6 images trained on, 4 held out and compared with s = 0; the report is in the file.
+  BOOST_TEST(r.step_one.checked);
+  BOOST_TEST(r.step_one.train_images == 6u);
+  BOOST_TEST(r.step_one.heldout.images == 4u);
+  BOOST_TEST(r.step_one.heldout.top1_gain.pairs == 4u);
+  BOOST_TEST(r.step_one_saliency.area_share > 0.0);
+  const auto stored = ht::read_step_one_report(f.step_one_weights);
+  BOOST_TEST(stored.contains("heldout"));
+  // The protocol's rows, every method on both seeds.
+  BOOST_TEST_REQUIRE(r.rows.size() == 4u);
+  const std::vector<std::string> order{"NCM (frozen features)", "Baseline-RGB", "Approach A", "Approach B"};
+  for (size_t i = 0; i < 4; ++i) {
+    BOOST_TEST(r.rows[i].method == order[i]);
+    BOOST_TEST(r.rows[i].top1.n == 2);
+  }
+  BOOST_TEST(!r.rows[1].vs_baseline.has_value());
+  BOOST_TEST(!r.rows[1].saliency.has_value());
+  const auto* b = r.row("Approach B");
+  BOOST_TEST_REQUIRE(b != nullptr);
+  BOOST_TEST_REQUIRE(b->vs_baseline.has_value());
+  BOOST_TEST(b->vs_baseline->pairs == 8u);  // 2 seeds x 2 classes x 2 test images
+  BOOST_TEST(b->vs_baseline->groups == 2);
+  BOOST_TEST_REQUIRE(b->saliency.has_value());
+  BOOST_TEST(b->saliency->images == 8);
+  BOOST_TEST(b->saliency->ratio_per_seed.size() == 2u);
+  BOOST_TEST(r.gallery_better + r.gallery_worse <= 4u);
+  const std::string md = slurp(f.results_md), csv = slurp(f.results_csv);
+  BOOST_TEST(md.find("| Approach B | ") != std::string::npos, md);
+  BOOST_TEST(md.find("Step I check on 4 held-out images") != std::string::npos, md);
+  BOOST_TEST(std::count(csv.begin(), csv.end(), '\n') == 5);
+  BOOST_TEST(csv.rfind("method,k,seeds,top1_mean", 0) == 0u, csv);
+  BOOST_TEST(csv.find("Approach B,1,2,") != std::string::npos, csv);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

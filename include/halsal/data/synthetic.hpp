@@ -1,7 +1,8 @@
 // The embedded default dataset: synthetic "flowers" that differ only in small details — the
 // number of petals, a shade of the petal colour, the pattern in the centre — at random positions,
 // sizes and rotations on cluttered backgrounds, with ground-truth object masks. Generated from a
-// seed; no files. What `make demo` and many tests train on.
+// seed; no files. What `make demo` and many tests train on. Optionally with distractors: loose
+// petals in other classes' shades in the background, which make *where* one looks matter.
 #pragma once
 #include <algorithm>
 #include <array>
@@ -18,6 +19,21 @@
 
 namespace halsal::data {
 
+/// What distinguishes a synthetic class: petal count, petal shade, centre pattern.
+struct FlowerSpec {
+  int petals = 5;
+  int shade = 0;   ///< index into three close pinks: magenta-pink, rose, coral
+  int centre = 0;  ///< 0 plain, 1 ring, 2 dots, 3 cross
+  bool operator==(const FlowerSpec& o) const { return petals == o.petals && shade == o.shade && centre == o.centre; }
+  bool operator!=(const FlowerSpec& o) const { return !(*this == o); }
+  /// "5-petal magenta plain".
+  std::string name() const {
+    static const char* shades[] = {"magenta", "rose", "coral"};
+    static const char* centres[] = {"plain", "ring", "dots", "cross"};
+    return std::to_string(petals) + "-petal " + shades[shade] + " " + centres[centre];
+  }
+};
+
 /// The parameters of a synthetic dataset.
 struct SyntheticOptions {
   int classes = 8;        ///< 2..48 (see synthetic_class_specs)
@@ -27,18 +43,15 @@ struct SyntheticOptions {
   double min_scale = 0.4; ///< object diameter as a fraction of the image side
   double max_scale = 0.75;
   int clutter = 14;       ///< background shapes per image
-};
-
-/// What distinguishes a synthetic class: petal count, petal shade, centre pattern.
-struct FlowerSpec {
-  int petals = 5;
-  int shade = 0;   ///< index into three close pinks: magenta-pink, rose, coral
-  int centre = 0;  ///< 0 plain, 1 ring, 2 dots, 3 cross
-  std::string name() const {
-    static const char* shades[] = {"magenta", "rose", "coral"};
-    static const char* centres[] = {"plain", "ring", "dots", "cross"};
-    return std::to_string(petals) + "-petal " + shades[shade] + " " + centres[centre];
-  }
+  /// The classes are specs first_class .. first_class + classes - 1 of synthetic_class_specs(48):
+  /// two datasets with disjoint ranges have disjoint classes (base and novel sets).
+  int first_class = 0;
+  /// When not empty: exactly these classes, in this order (`classes` and `first_class` are then
+  /// not used); each must be a valid spec and no two alike.
+  std::vector<FlowerSpec> class_specs;
+  /// Loose petal clusters per image, painted behind the flower in the shades of the dataset's
+  /// other classes, so that colour anywhere but on the flower points to a wrong class (0: none).
+  int distractors = 0;
 };
 
 /// The first n class specs. The first 8 form the cube {5, 7 petals} x {2 shades} x {plain, ring
@@ -59,6 +72,40 @@ inline std::vector<FlowerSpec> synthetic_class_specs(int n) {
   std::vector<FlowerSpec> out;
   for (int i = 0; i < n; ++i) out.push_back(all[static_cast<size_t>(i)].second);
   return out;
+}
+
+/// How many class specs there are: 4 petal counts x 3 shades x 4 centres.
+inline constexpr int kSyntheticClassSpecs = 48;
+
+/// The class specs of a dataset with these options: o.class_specs when given, else `classes`
+/// specs of synthetic_class_specs(kSyntheticClassSpecs) from first_class on. Errors name the bad
+/// option.
+inline std::vector<FlowerSpec> synthetic_class_specs(const SyntheticOptions& o) {
+  if (!o.class_specs.empty()) {
+    if (o.class_specs.size() < 2) throw Error("synthetic dataset: class_specs must name at least 2 classes");
+    for (size_t i = 0; i < o.class_specs.size(); ++i) {
+      const FlowerSpec& c = o.class_specs[i];
+      if (c.petals < 3 || c.petals > 12 || c.shade < 0 || c.shade > 2 || c.centre < 0 || c.centre > 3)
+        throw Error("synthetic dataset: class_specs[" + std::to_string(i) + "] has petals " + std::to_string(c.petals) +
+                    ", shade " + std::to_string(c.shade) + ", centre " + std::to_string(c.centre) +
+                    " (petals must be 3..12, shade 0..2, centre 0..3)");
+      for (size_t j = 0; j < i; ++j)
+        if (c == o.class_specs[j])
+          throw Error("synthetic dataset: class_specs[" + std::to_string(j) + "] and [" + std::to_string(i) +
+                      "] are the same class (" + c.name() + ")");
+    }
+    return o.class_specs;
+  }
+  const int total = kSyntheticClassSpecs;
+  if (o.classes < 2 || o.classes > total)
+    throw Error("synthetic dataset: classes must be 2.." + std::to_string(total) + ", got " +
+                std::to_string(o.classes));
+  if (o.first_class < 0 || o.first_class + o.classes > total)
+    throw Error("synthetic dataset: first_class must be 0.." + std::to_string(total - o.classes) + " with " +
+                std::to_string(o.classes) + " classes (there are " + std::to_string(total) + " class specs), got " +
+                std::to_string(o.first_class));
+  auto all = synthetic_class_specs(o.first_class + o.classes);
+  return {all.begin() + o.first_class, all.end()};
 }
 
 namespace detail {
@@ -98,13 +145,41 @@ struct Shape {
   }
 };
 
+/// The hue of petal shade 0, 1, 2 (magenta-pink, rose, coral).
+inline double shade_hue(int shade) {
+  static const double hue[] = {0.915, 0.965, 0.02};
+  return hue[shade];
+}
+
+/// A loose petal (a distractor): one petal of an imagined flower of radius r centred at (cx, cy),
+/// pointing at angle a, shaded like the flower's petals.
+struct LoosePetal {
+  double cx = 0, cy = 0, r = 1, c = 1, s = 0, half_width = 0.3, light = 1;  // c, s: cos and sin of a
+  Rgb colour;
+  /// True (and the petal's colour at that point in `out`) when (x, y) lies on the petal.
+  bool paint(double x, double y, Rgb& out) const {
+    const double dx = (x - cx) / r, dy = (y - cy) / r;
+    if (std::abs(dx) > 1 || std::abs(dy) > 1) return false;
+    const double pu = dx * c + dy * s, pv = -dx * s + dy * c;
+    const double eu = (pu - 0.58) / 0.42, ev = pv / half_width;
+    if (eu * eu + ev * ev > 1) return false;
+    const double shade = (0.8 + 0.2 * pu) * light * (std::abs(pv) < 0.03 ? 0.88 : 1.0);
+    out = {float(colour.r * shade), float(colour.g * shade), float(colour.b * shade)};
+    return true;
+  }
+};
+
 class SyntheticGenerator final : public Generator {
  public:
-  explicit SyntheticGenerator(SyntheticOptions o) : o_(o), specs_(synthetic_class_specs(o.classes)) {
+  explicit SyntheticGenerator(SyntheticOptions o) : o_(o), specs_(synthetic_class_specs(o)) {
     if (o.size < 16 || o.size > 4096) throw Error("synthetic dataset: size must be 16..4096 px");
     if (o.per_class < 1) throw Error("synthetic dataset: per_class must be >= 1");
     if (!(0.05 <= o.min_scale && o.min_scale <= o.max_scale && o.max_scale <= 1.0))
       throw Error("synthetic dataset: need 0.05 <= min_scale <= max_scale <= 1");
+    if (o.clutter < 0) throw Error("synthetic dataset: clutter must be >= 0, got " + std::to_string(o.clutter));
+    if (o.distractors < 0 || o.distractors > 64)
+      throw Error("synthetic dataset: distractors must be 0..64, got " + std::to_string(o.distractors));
+    for (const auto& spec : specs_) shades_present_[static_cast<size_t>(spec.shade)] = true;
   }
 
   std::pair<Image, Image> render(size_t index) const override {
@@ -135,8 +210,7 @@ class SyntheticGenerator final : public Generator {
     const double R = 0.5 * S * rng.uniform(o_.min_scale, o_.max_scale);
     const double cx = rng.uniform(R, S - R), cy = rng.uniform(R, S - R);
     const double phi = rng.uniform(0, 2 * kPi);
-    static const double shade_hue[] = {0.915, 0.965, 0.02};
-    const Rgb petal = hsv(shade_hue[spec.shade] + rng.uniform(-0.008, 0.008), rng.uniform(0.6, 0.8),
+    const Rgb petal = hsv(shade_hue(spec.shade) + rng.uniform(-0.008, 0.008), rng.uniform(0.6, 0.8),
                           rng.uniform(0.8, 1.0));
     const Rgb centre = hsv(0.13 + rng.uniform(-0.01, 0.01), rng.uniform(0.75, 0.95), rng.uniform(0.85, 1.0));
     const Rgb dark = hsv(0.07, 0.8, rng.uniform(0.22, 0.32));
@@ -144,6 +218,7 @@ class SyntheticGenerator final : public Generator {
     const double light = rng.uniform(0, 2 * kPi);
     const double noise = rng.uniform(4, 10);
     const uint64_t noise_seed = rng.next();
+    const std::vector<LoosePetal> loose = loose_petals(index, spec, cx, cy, R);
 
     Image img(S, S, 3), mask(S, S, 1);
     const double step = 2 * kPi / spec.petals;
@@ -183,6 +258,7 @@ class SyntheticGenerator final : public Generator {
                 float(bg0.b * (1 - g) + bg1.b * g + w)};
           for (const auto& sh : clutter)
             if (sh.contains(px, py)) c = sh.colour;
+          for (const auto& lp : loose) lp.paint(px, py, c);  // over the clutter, under the flower
           // Flower, in its own frame (units of R).
           const double dx = (px - cx) / R, dy = (py - cy) / R, r = std::hypot(dx, dy);
           bool in = false;
@@ -229,16 +305,76 @@ class SyntheticGenerator final : public Generator {
 
   std::string describe() const override {
     std::ostringstream os;
-    os << "synthetic-v1 classes=" << o_.classes << " per_class=" << o_.per_class << " size=" << o_.size
+    os << "synthetic-v1 classes=" << specs_.size() << " per_class=" << o_.per_class << " size=" << o_.size
        << " seed=" << o_.seed << " scale=" << o_.min_scale << ".." << o_.max_scale << " clutter=" << o_.clutter;
+    // Only non-default options are named: the v1 images keep their v1 description (cache keys).
+    if (o_.first_class != 0) os << " first_class=" << o_.first_class;
+    if (o_.distractors != 0) os << " distractors=" << o_.distractors;
+    if (!o_.class_specs.empty()) {
+      os << " specs=";
+      for (const auto& c : o_.class_specs) os << c.petals << c.shade << c.centre << ";";
+    }
     return os.str();
   }
 
   const std::vector<FlowerSpec>& specs() const { return specs_; }
 
  private:
+  /// The distractors of image `index`: o_.distractors clusters of 1-3 adjacent petals of imagined
+  /// flowers without centres, each in a shade of another class of the dataset, placed away from
+  /// the flower (centre (cx, cy), radius R). Drawn from their own generator, so the rest of the
+  /// image is the same as without distractors.
+  std::vector<LoosePetal> loose_petals(size_t index, const FlowerSpec& spec, double cx, double cy, double R) const {
+    std::vector<LoosePetal> out;
+    if (o_.distractors == 0) return out;
+    // The shades of the other classes; with none (all classes share one shade), the other shades.
+    std::vector<int> shades;
+    for (int sh = 0; sh < 3; ++sh)
+      if (sh != spec.shade && shades_present_[static_cast<size_t>(sh)]) shades.push_back(sh);
+    if (shades.empty())
+      for (int sh = 0; sh < 3; ++sh)
+        if (sh != spec.shade) shades.push_back(sh);
+    const double S = o_.size;
+    Rng rng(seed_of({o_.seed, index, 0x6c6f6f7365ULL /* "loose" */}));
+    for (int d = 0; d < o_.distractors; ++d) {
+      const int shade = shades[rng.below(shades.size())];
+      // The distribution of the flowers' own petal colours: the shade alone tells them apart.
+      const Rgb colour =
+          hsv(shade_hue(shade) + rng.uniform(-0.008, 0.008), rng.uniform(0.6, 0.8), rng.uniform(0.8, 1.0));
+      const double r = R * rng.uniform(0.7, 1.1);  // petals as large as the flower's
+      const int petals_of_imagined_flower = 5 + static_cast<int>(rng.below(4));
+      const double step = 2 * kPi / petals_of_imagined_flower;
+      const double half_width = 0.52 * std::sin(kPi / petals_of_imagined_flower) * rng.uniform(0.95, 1.15);
+      const int count = 1 + static_cast<int>(rng.below(3));
+      const double start = rng.uniform(0, 2 * kPi), light = rng.uniform(0, 2 * kPi);
+      // The cluster's centre: anywhere, but far enough from the flower that the flower (drawn on
+      // top) leaves most of it visible; the last try is kept when the image has no such room.
+      double x = 0, y = 0;
+      for (int attempt = 0; attempt < 16; ++attempt) {
+        x = rng.uniform(-0.05, 1.05) * S;
+        y = rng.uniform(-0.05, 1.05) * S;
+        if (std::hypot(x - cx, y - cy) >= R + 0.6 * r) break;
+      }
+      for (int p = 0; p < count; ++p) {
+        LoosePetal petal;
+        petal.cx = x;
+        petal.cy = y;
+        petal.r = r;
+        const double a = start + p * step;
+        petal.c = std::cos(a);
+        petal.s = std::sin(a);
+        petal.half_width = half_width;
+        petal.light = 0.9 + 0.1 * std::cos(a - light);
+        petal.colour = colour;
+        out.push_back(petal);
+      }
+    }
+    return out;
+  }
+
   SyntheticOptions o_;
   std::vector<FlowerSpec> specs_;
+  std::array<bool, 3> shades_present_{};
 };
 
 }  // namespace detail
@@ -250,7 +386,7 @@ inline Dataset synthetic(const SyntheticOptions& opts = {}) {
   d.layout = "synthetic";
   d.root = "synthetic";
   for (const auto& s : gen->specs()) d.class_names.push_back(s.name());
-  const size_t n = static_cast<size_t>(opts.classes) * static_cast<size_t>(opts.per_class);
+  const size_t n = gen->specs().size() * static_cast<size_t>(opts.per_class);
   d.samples.resize(n);
   for (size_t i = 0; i < n; ++i) d.samples[i].label = static_cast<int64_t>(i / static_cast<size_t>(opts.per_class));
   d.generator = std::move(gen);
@@ -260,7 +396,7 @@ inline Dataset synthetic(const SyntheticOptions& opts = {}) {
 /// A picture of the dataset: one row per class (at most `rows`), `cols` samples each, 2 px gaps.
 inline Image synthetic_grid(const SyntheticOptions& opts, int rows = 8, int cols = 8, bool with_masks = false) {
   const Dataset d = synthetic(opts);
-  rows = std::min(rows, opts.classes);
+  rows = std::min(rows, static_cast<int>(d.num_classes()));
   cols = std::min(cols, opts.per_class);
   const int S = opts.size, gap = 2, per = with_masks ? 2 : 1;
   Image grid(rows * (S + gap) + gap, cols * per * (S + gap) + gap, 3);

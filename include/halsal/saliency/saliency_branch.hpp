@@ -73,6 +73,11 @@ struct SaliencyOptions {
   SaliencyActivation activation = SaliencyActivation::relu;
   /// How the score starts (only the initialisation: a trained or loaded branch does not depend on it).
   SaliencyStart start = SaliencyStart::xavier;
+  /// With the Xavier start, the 1×1 score's initial bias (the paper's: 0). A negative one starts a
+  /// softplus map near 0, so that l·(s+1) starts as the identity: a pretrained network behind the
+  /// fusion point is not swamped by features scaled several times at the first step of Step I.
+  /// (With the ReLU it can start the map dead; use it with softplus.)
+  double score_bias = 0;
 };
 
 /// The branch with a runtime depth; `SaliencyBranch<N>` fixes it at compile time.
@@ -82,7 +87,7 @@ struct SaliencyOptions {
 class SaliencyBranchImpl : public torch::nn::Module {
  public:
   explicit SaliencyBranchImpl(int depth = 4, SaliencyOptions options = {})
-      : depth_(depth), activation_(options.activation), start_(options.start) {
+      : depth_(depth), activation_(options.activation), start_(options.start), score_bias_(options.score_bias) {
     if (depth < 1 || depth > 5) throw Error("saliency branch depth must be 1..5, got " + std::to_string(depth));
     namespace nn = torch::nn;
     const int64_t kernels[5] = {11, 5, 3, 3, 3}, strides[5] = {4, 1, 1, 1, 1}, pads[5] = {0, 2, 1, 1, 1};
@@ -123,7 +128,7 @@ class SaliencyBranchImpl : public torch::nn::Module {
   }
 
   /// Xavier-uniform weights and zero biases: the paper's initialisation of the branch (§3.4);
-  /// the 1×1 score takes the absolute values.
+  /// the 1×1 score takes the absolute values, its bias is SaliencyOptions::score_bias (0 by default).
   void reset_parameters() {
     torch::NoGradGuard no_grad;
     for (auto& conv : convs_) {
@@ -143,7 +148,7 @@ class SaliencyBranchImpl : public torch::nn::Module {
     // never recovers: the network would silently train as the baseline.
     torch::nn::init::xavier_uniform_(score->weight);
     score->weight.abs_();
-    torch::nn::init::zeros_(score->bias);
+    torch::nn::init::constant_(score->bias, score_bias_);
   }
 
   /// Number of convolutional layers before the 1×1 score.
@@ -157,6 +162,7 @@ class SaliencyBranchImpl : public torch::nn::Module {
   int depth_;
   SaliencyActivation activation_;
   SaliencyStart start_;
+  double score_bias_ = 0;
   std::vector<torch::nn::Conv2d> convs_;
 };
 

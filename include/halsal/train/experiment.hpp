@@ -124,6 +124,9 @@ struct ExperimentOptions {
   /// Per-cell folder (checkpoints, metrics.jsonl); empty: no files, no mid-cell resume.
   std::filesystem::path out_dir;
   bool keep_model = false;  ///< also write <cell dir>/model.safetensors (the selected weights)
+  /// Write a checkpoint (network and optimizer state) every epoch under out_dir, so that an
+  /// interrupted cell resumes mid-training; false skips them (short cells: the demo).
+  bool checkpoints = true;
   /// Saliency-branch options of HalSalNet / SmicNet cells (the paper's by default; softplus keeps
   /// a branch trained from scratch from switching off, see SaliencyActivation).
   SaliencyOptions saliency;
@@ -204,7 +207,7 @@ CellResult fit_and_test(Net net, const std::string& method, CellSetup setup, con
   std::filesystem::path cell_dir;
   if (!o.out_dir.empty()) {
     cell_dir = o.out_dir;
-    config.checkpoint_dir = cell_dir / "checkpoints";
+    if (o.checkpoints) config.checkpoint_dir = cell_dir / "checkpoints";
     config.metrics_jsonl = cell_dir / "metrics.jsonl";
   }
   auto trainer = std::make_shared<Trainer<Net, Policy>>(net, config);
@@ -480,6 +483,7 @@ nlohmann::json protocol_settings(const data::Dataset& d, const ProtocolOptions& 
           {"split", {{"test_per_class", p.experiment.split.test_per_class}, {"val_per_class", p.experiment.split.val_per_class}}},
           {"saliency_activation", to_string(p.experiment.saliency.activation)},
           {"saliency_start", to_string(p.experiment.saliency.start)},
+          {"saliency_score_bias", p.experiment.saliency.score_bias},
           {"config", config}};
 }
 
