@@ -193,7 +193,12 @@ struct DemoOptions {
   /// Softplus: a map trained from Xavier can switch off for good with the paper's ReLU
   /// (docs/architecture.md); the score's negative bias starts the map near 0, so Step I starts
   /// from the pretrained network's own predictions instead of features scaled several times.
-  SaliencyOptions saliency{3, {96, 256, 384, 384, 256}, SaliencyActivation::softplus, -5.0};
+  SaliencyOptions saliency = [] {
+    SaliencyOptions s;
+    s.activation = SaliencyActivation::softplus;
+    s.score_bias = -5.0;
+    return s;
+  }();
   uint64_t seed = 0;       ///< pretraining's and Step I's seed (the protocol uses `seeds`)
   /// A pretrained-rgb.safetensors of an earlier run with the same base images: used instead of
   /// pretraining again (empty: pretrain).
