@@ -748,4 +748,20 @@ BOOST_AUTO_TEST_CASE(bad_files_in_a_dataset_error_or_skip) {
   BOOST_TEST(l.skipped() == 1u);
 }
 
+BOOST_AUTO_TEST_CASE(opening_a_dataset_names_every_bad_file_not_only_the_first) {
+  const auto dir = halsal::test::scratch_dir("data-every-bad");
+  fs::create_directories(dir / "cat");
+  for (int i = 0; i < 3; ++i) hd::write_image(dir / "cat" / ("im" + std::to_string(i) + ".png"), pattern(20, 24));
+  const auto good = hd::read_file_bytes(dir / "cat" / "im0.png");
+  write_bytes(dir / "cat" / "empty.jpg", {});
+  write_bytes(dir / "cat" / "cut.png", std::vector<uint8_t>(good.begin(), good.begin() + good.size() - 30));
+  std::ofstream(dir / "cat" / "text.jpg") << "this is text, not a JPEG";
+  // Header checks see the empty and the text file; both are named in one error.
+  expect_error([&] { hd::open(dir); }, {"2 bad files", "empty.jpg", "text.jpg"});
+  // Decoding every image also finds the truncated PNG.
+  hd::OpenOptions decode;
+  decode.verify = hd::Verify::decode;
+  expect_error([&] { hd::open(dir, decode); }, {"3 bad files", "empty.jpg", "text.jpg", "cut.png"});
+}
+
 BOOST_AUTO_TEST_SUITE_END()

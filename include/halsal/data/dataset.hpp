@@ -298,15 +298,27 @@ inline bool is_dir(const std::filesystem::path& p) {
   return std::filesystem::is_directory(p, ec);
 }
 
-/// Reports a bad file: throws under OnBadFile::error, else records a warning.
+/// Reports bad files: under OnBadFile::error collects them and `finish` throws one error that
+/// names every one (not only the first); otherwise records a warning per file and skips it.
 struct BadFiles {
   const OpenOptions& opts;
   Dataset& data;
+  std::vector<std::string> errors{};
   void report(const std::string& message) {
-    if (opts.on_bad_file == OnBadFile::error) throw Error(message);
+    if (opts.on_bad_file == OnBadFile::error) {
+      errors.push_back(message);
+      return;
+    }
     data.problems.push_back(message + " (skipped)");
     if (!opts.quiet) std::cerr << "halsal: warning: " << message << " (skipped)\n";
     ++data.skipped;
+  }
+  void finish() const {
+    if (errors.empty()) return;
+    if (errors.size() == 1) throw Error(errors.front());
+    std::string all = std::to_string(errors.size()) + " bad files:";
+    for (const auto& e : errors) all += "\n  " + e;
+    throw Error(all);
   }
 };
 
@@ -348,6 +360,7 @@ inline void verify_samples(Dataset& data, const OpenOptions& opts) {
     else
       bad.report(problem[i]);
   }
+  bad.finish();
   data.samples = std::move(kept);
 }
 
