@@ -138,7 +138,7 @@ int main(int argc, char** argv) {
       hd::write_image(out, hd::synthetic_grid(so, classes, cols, masks));
       std::cout << "wrote " << out << " (" << classes << " classes x " << cols << " samples)\n";
     }
-  } catch (const halsal::Error& e) {
+  } catch (const std::exception& e) {  // halsal::Error, and std::filesystem_error from the file system
     std::cerr << "halsal_data: " << e.what() << "\n";
     return 1;
   }

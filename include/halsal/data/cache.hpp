@@ -251,6 +251,12 @@ class ImageCache {
     } guard{fd, tmp};
     if (::ftruncate(fd, static_cast<off_t>(total)) != 0)
       throw file_error(tmp, std::string("cannot size the cache file (disk full?): ") + std::strerror(errno));
+    // Reserve the blocks now: writing through the mapping into a sparse file on a full disk is a
+    // SIGBUS, not an error. (File systems without fallocate keep the sparse file.)
+    if (const int err = ::posix_fallocate(fd, 0, static_cast<off_t>(total));
+        err != 0 && err != EOPNOTSUPP && err != EINVAL && err != ENOSYS)
+      throw file_error(file, "cannot reserve " + std::to_string(total) + " bytes for the cache (disk full?): " +
+                                 std::strerror(err));
     void* map = ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (map == MAP_FAILED) throw file_error(tmp, std::string("cannot map the cache file: ") + std::strerror(errno));
     guard.map = map;

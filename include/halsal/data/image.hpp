@@ -16,6 +16,7 @@
 
 #include "halsal/core/error.hpp"
 #include "halsal/data/stb.hpp"
+#include "halsal/io/bytes.hpp"  // io::AtomicFile
 
 namespace halsal::data {
 
@@ -323,17 +324,25 @@ inline void write_image(const std::filesystem::path& path, ImageView im, int jpe
   if (im.empty()) throw file_error(path, "cannot write an empty image");
   auto ext = path.extension().string();
   for (auto& ch : ext) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  const std::string p = path.string();
+  // Encoded in memory, then written atomically: stb's own file writer does not notice a failed
+  // write (a full disk left an empty file and no error).
+  std::string bytes;
+  auto sink = [](void* ctx, void* data, int size) {
+    static_cast<std::string*>(ctx)->append(static_cast<const char*>(data), static_cast<std::size_t>(size));
+  };
   int ok = 0;
   if (ext == ".png")
-    ok = stbi_write_png(p.c_str(), im.width, im.height, im.channels, im.data, im.width * im.channels);
+    ok = stbi_write_png_to_func(sink, &bytes, im.width, im.height, im.channels, im.data, im.width * im.channels);
   else if (ext == ".jpg" || ext == ".jpeg")
-    ok = stbi_write_jpg(p.c_str(), im.width, im.height, im.channels, im.data, jpeg_quality);
+    ok = stbi_write_jpg_to_func(sink, &bytes, im.width, im.height, im.channels, im.data, jpeg_quality);
   else if (ext == ".bmp")
-    ok = stbi_write_bmp(p.c_str(), im.width, im.height, im.channels, im.data);
+    ok = stbi_write_bmp_to_func(sink, &bytes, im.width, im.height, im.channels, im.data);
   else
     throw file_error(path, "unknown image extension '" + ext + "' (use .png, .jpg or .bmp)");
-  if (!ok) throw file_error(path, "could not write the image (folder missing or not writable?)");
+  if (!ok) throw file_error(path, "could not encode the image");
+  io::AtomicFile file(path);
+  file.write(bytes.data(), bytes.size());
+  file.commit();
 }
 
 /// True for the extensions halsal treats as image files in folder layouts.

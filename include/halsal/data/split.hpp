@@ -8,11 +8,13 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "halsal/core/error.hpp"
 #include "halsal/data/dataset.hpp"
 #include "halsal/data/rng.hpp"
+#include "halsal/io/bytes.hpp"  // io::AtomicFile
 
 namespace halsal::data {
 
@@ -156,9 +158,12 @@ inline Split kshot(const Dataset& data, int k, uint64_t seed, const SplitOptions
 inline void save_split(const Split& s, const std::filesystem::path& csv) {
   if (!s.train.dataset) throw file_error(csv, "cannot save a split without a dataset");
   const Dataset& d = *s.train.dataset;
-  if (csv.has_parent_path()) std::filesystem::create_directories(csv.parent_path());
-  std::ofstream out(csv);
-  if (!out) throw file_error(csv, "cannot write (folder missing or not writable?)");
+  if (csv.has_parent_path()) {
+    std::error_code ec;
+    std::filesystem::create_directories(csv.parent_path(), ec);
+    if (ec) throw file_error(csv, "cannot create the folder: " + ec.message());
+  }
+  std::ostringstream out;  // written atomically below: a failed write leaves no partial file
   out << "# halsal split v1\n# dataset: " << d.layout << " " << d.root.generic_string() << "\n# classes: "
       << d.num_classes() << "\n# k: " << (s.k == kOfficial ? std::string("K") : std::to_string(s.k))
       << "\n# seed: " << s.seed << "\nset,label,path\n";
@@ -166,7 +171,10 @@ inline void save_split(const Split& s, const std::filesystem::path& csv) {
                                   {"val", &s.val},
                                   {"test", &s.test}})
     for (size_t i : sub->indices) out << name << ',' << d.samples[i].label << ',' << detail::csv_quote(d.key(i)) << '\n';
-  if (!out.flush()) throw file_error(csv, "write failed (disk full?)");
+  const std::string bytes = out.str();
+  io::AtomicFile file(csv);
+  file.write(bytes.data(), bytes.size());
+  file.commit();
 }
 
 /// Reads a split written by save_split against the same dataset; every row must name one of its

@@ -3,6 +3,7 @@
 // Deliberately free of LibTorch so that the zip and pickle fuzz targets build in seconds.
 #pragma once
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -164,7 +166,8 @@ class VectorSink : public ByteSink {
 /// Writes a file so that readers only ever see the old content or the complete new one: the
 /// bytes go to a temporary file in the same folder (".NAME.tmp-PID-N"), which commit() fsyncs
 /// and renames over NAME, then fsyncs the folder. Without commit() (an exception, a crash) the
-/// target is untouched; the destructor removes the temporary file.
+/// target is untouched; the destructor removes the temporary file, and the temporary files of a
+/// killed writer are removed by the next AtomicFile opened in the same folder.
 class AtomicFile : public ByteSink {
  public:
   /// Opens the temporary file beside `target`; the folder must exist.
@@ -172,6 +175,7 @@ class AtomicFile : public ByteSink {
     static std::atomic<unsigned> counter{0};
     auto dir = target_.parent_path();
     if (dir.empty()) dir = ".";
+    remove_stale_temps(dir);
     temp_ = dir / ("." + target_.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" +
                    std::to_string(counter++));
     fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -241,6 +245,24 @@ class AtomicFile : public ByteSink {
 
   /// The temporary file's path (tests use it to simulate a crash).
   const std::filesystem::path& temp_path() const { return temp_; }
+
+  /// Removes the temporary files in `dir` that a killed writer left (".NAME.tmp-PID-N" whose
+  /// process no longer exists); a live writer's are kept. Never throws.
+  static void remove_stale_temps(const std::filesystem::path& dir) {
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      const auto at = name.rfind(".tmp-");
+      if (name.empty() || name[0] != '.' || at == std::string::npos) continue;
+      const std::string rest = name.substr(at + 5);  // PID-N
+      const auto dash = rest.find('-');
+      if (dash == 0 || dash == std::string::npos || dash > 9 ||
+          rest.find_first_not_of("0123456789-") != std::string::npos)
+        continue;
+      const auto pid = static_cast<pid_t>(std::stol(rest.substr(0, dash)));
+      if (pid > 0 && pid != ::getpid() && ::kill(pid, 0) != 0 && errno == ESRCH) ::unlink(it->path().c_str());
+    }
+  }
 
  private:
   [[noreturn]] void fail(const char* what) {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -281,11 +282,18 @@ inline std::vector<std::pair<std::int64_t, std::filesystem::path>> list_checkpoi
 }
 
 /// The newest checkpoint in `folder` whose checksum verifies (a corrupt newest one is passed
-/// over for the one before), or nothing.
+/// over for the one before, with a warning on stderr that names it and its problem), or nothing.
 inline std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& folder) {
   auto all = list_checkpoints(folder);
-  for (auto it = all.rbegin(); it != all.rend(); ++it)
-    if (verify_checkpoint(it->second)) return it->second;
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    try {
+      read_checkpoint_info(it->second);
+      return it->second;
+    } catch (const std::exception& e) {
+      std::cerr << "halsal: warning: " << e.what() << " (checkpoint passed over; resuming from an earlier one, "
+                << "or from the start)\n";
+    }
+  }
   return std::nullopt;
 }
 
