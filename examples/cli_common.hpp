@@ -34,7 +34,9 @@ struct TrainingFlags {
 
   /// Registers the flags on `app`.
   void add_to(CLI::App& app) {
-    app.add_option("--profile", profile, "fast (160 px, 12 epochs, cosine) or paper (224 px, 70 epochs, §4.1)")
+    app.add_option("--profile", profile,
+                   "fast (160 px, imprinted cosine head, 2 warm-up + 10 epochs) or paper (224 px, Xavier head, "
+                   "70 epochs, §4.1)")
         ->check(CLI::IsMember({"fast", "paper"}));
     app.add_option("--epochs", epochs, "override the profile's epochs")->check(CLI::PositiveNumber);
     app.add_option("--image-size", image_size, "override the profile's image size")->check(CLI::Range(64, 1024));

@@ -39,24 +39,6 @@ STOP_TIMEOUT = 30       # seconds a signalled program may take to stop
 
 failures = []
 
-# Known gaps of run_protocol (include/halsal/train/experiment.hpp), reported as KNOWN instead of
-# failing until they are fixed there; HALSAL_KILL_TEST_STRICT=1 makes them failures.
-KNOWN_GAPS = {
-    "runs.jsonl": "run_protocol rewrites runs.csv before runs.jsonl after each cell: a kill between the two "
-                  "loses the cell's runs.jsonl record for good (the resumed run skips the cell)",
-    "checkpoints": "run_protocol removes a finished cell's checkpoints only after runs.csv and runs.jsonl: a kill "
-                   "in between leaves cells/<cell>/checkpoints/ behind (the resumed run skips the cell)",
-}
-STRICT = os.environ.get("HALSAL_KILL_TEST_STRICT", "") not in ("", "0")
-
-
-def known(gap, detail):
-    if STRICT:
-        fail("%s (%s)" % (KNOWN_GAPS[gap], detail))
-    else:
-        print("KNOWN %s\n      (%s)" % (KNOWN_GAPS[gap], detail))
-
-
 def fail(msg):
     print("FAIL " + msg)
     failures.append(msg)
@@ -141,7 +123,7 @@ def temp_names(root):
 
 
 def compare(ref, got, files, label):
-    """True when every file of `files` not in KNOWN_GAPS is equal and no temporary file is left;
+    """True when every file of `files` is equal and no temporary file is left;
     the files found equal are in compare.equal."""
     ok = True
     compare.equal = []
@@ -150,8 +132,6 @@ def compare(ref, got, files, label):
         if not os.path.exists(b):
             fail("%s: %s is missing after the interrupted run" % (label, f))
             ok = False
-        elif h.read(a) != h.read(b) and f in KNOWN_GAPS:
-            known(f, "%s: %s differs from the uninterrupted run's" % (label, f))
         elif h.read(a) != h.read(b):
             fail("%s: %s differs from the uninterrupted run's" % (label, f))
             print("---- uninterrupted\n%s\n---- interrupted\n%s" % (h.read(a).decode(errors="replace")[:2000],
@@ -166,7 +146,8 @@ def compare(ref, got, files, label):
     la, lb = listing(ref), listing(got)
     stale = sorted(p for p in lb - la if p.split(os.sep)[0] == "cells" and p.split(os.sep)[2:3] == ["checkpoints"])
     if stale:
-        known("checkpoints", "%s: left %s" % (label, ", ".join(stale)))
+        fail("%s: a finished cell's checkpoints were left: %s" % (label, ", ".join(stale)))
+        ok = False
         lb -= set(stale)
     if la != lb:
         fail("%s: the folders hold different files: only uninterrupted %s, only interrupted %s"

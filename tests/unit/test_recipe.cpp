@@ -487,4 +487,19 @@ BOOST_AUTO_TEST_CASE(protocol_with_floor_paired_differences_and_a_settings_guard
   BOOST_TEST(!std::filesystem::exists(p.out_dir / "cells" / "ncm-k2-s3"));
 }
 
+BOOST_AUTO_TEST_CASE(a_rerun_cell_replaces_its_runs_jsonl_record) {
+  const nlohmann::json a{{"method", "Baseline-RGB"}, {"k", 1}, {"seed", 0}, {"top1", 40.0}};
+  const nlohmann::json b{{"method", "Approach B"}, {"k", 1}, {"seed", 0}, {"top1", 41.0}};
+  const nlohmann::json a_again{{"method", "Baseline-RGB"}, {"k", 1}, {"seed", 0}, {"top1", 40.5}};
+  const nlohmann::json a_seed1{{"method", "Baseline-RGB"}, {"k", 1}, {"seed", 1}, {"top1", 39.0}};
+  std::string text = ht::detail::replace_jsonl_record("", a);
+  text = ht::detail::replace_jsonl_record(text, b);
+  BOOST_TEST(text == a.dump() + "\n" + b.dump() + "\n");
+  // The same (method, k, seed) replaces the earlier line; another seed is a new line.
+  text = ht::detail::replace_jsonl_record(text, a_again);
+  BOOST_TEST(text == b.dump() + "\n" + a_again.dump() + "\n");
+  text = ht::detail::replace_jsonl_record(text + "not json\n", a_seed1);
+  BOOST_TEST(text == b.dump() + "\n" + a_again.dump() + "\nnot json\n" + a_seed1.dump() + "\n");
+}
+
 BOOST_AUTO_TEST_SUITE_END()

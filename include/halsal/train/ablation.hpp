@@ -437,6 +437,8 @@ inline AblationResult run_ablation(std::shared_ptr<const data::Dataset> data, st
     for (size_t ki = 0; ki < o.ks.size(); ++ki)
       for (uint64_t seed : o.seeds) {
         if (done(v.label, ks[ki], seed)) {
+          // A kill after runs.csv recorded the cell but before its checkpoints were removed.
+          if (!o.keep_checkpoints) std::filesystem::remove_all(cell_dir(v.label, ks[ki], seed) / "checkpoints");
           if (o.log) *o.log << cell_name(v.label, ks[ki], seed) << "done before, skipped\n";
           continue;
         }

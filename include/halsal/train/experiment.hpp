@@ -460,6 +460,23 @@ inline nlohmann::json cell_json(const CellResult& r, const std::string& label,
 
 namespace detail {
 
+/// runs.jsonl text with `record` appended and any earlier line of the same (method, k, seed)
+/// dropped (a cell rerun after an interruption between runs.jsonl and runs.csv). Lines that are
+/// not JSON objects are kept as they are.
+inline std::string replace_jsonl_record(const std::string& jsonl, const nlohmann::json& record) {
+  std::string out;
+  std::istringstream in(jsonl);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.value("method", nlohmann::json()) == record["method"] &&
+        j.value("k", nlohmann::json()) == record["k"] && j.value("seed", nlohmann::json()) == record["seed"])
+      continue;
+    out += line + "\n";
+  }
+  return out + record.dump() + "\n";
+}
+
 /// A file as the settings record it: its name and size (empty when none).
 inline nlohmann::json file_identity(const std::filesystem::path& file) {
   if (file.empty()) return "";
@@ -591,12 +608,14 @@ eval::ResultsTable run_protocol(std::shared_ptr<const data::Dataset> data, const
         const int table_k = k == data::kOfficial ? eval::kFullSplit : k;
         const auto table_seed = static_cast<std::int64_t>(seed);
         const std::string tag = "[" + method + " k=" + eval::k_label(table_k) + " seed=" + std::to_string(seed) + "] ";
+        ExperimentOptions o = p.experiment;
+        o.out_dir = p.out_dir / "cells" / cell_dir_name(method, k, seed);
         if (table.has(labels[mi], table_k, table_seed)) {
+          // A kill after runs.csv recorded the cell but before its checkpoints were removed.
+          if (!p.keep_checkpoints) std::filesystem::remove_all(o.out_dir / "checkpoints");
           if (p.log) *p.log << tag << "done before, skipped\n";
           continue;
         }
-        ExperimentOptions o = p.experiment;
-        o.out_dir = p.out_dir / "cells" / cell_dir_name(method, k, seed);
         const auto t0 = std::chrono::steady_clock::now();
         CellResult r = run_cell<Backbone, Depth_, Fusion>(method, data, k, seed, o);
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -604,9 +623,11 @@ eval::ResultsTable run_protocol(std::shared_ptr<const data::Dataset> data, const
         ::halsal::detail::write_file_atomic(o.out_dir / "test_outcomes.csv", eval::to_csv(cell_outcomes));
         outcomes[{labels[mi], table_k, table_seed}] = cell_outcomes;
         table.add(labels[mi], table_k, table_seed, 100 * r.top1, 100 * r.top5);
-        jsonl += cell_json(r, labels[mi], o.saliency.activation).dump() + "\n";
-        write_protocol_tables(table, p.out_dir, outcomes, p.title);
+        // runs.jsonl first, then runs.csv (the resume state): a kill between the two reruns the
+        // cell, whose record then replaces the one written before.
+        jsonl = detail::replace_jsonl_record(jsonl, cell_json(r, labels[mi], o.saliency.activation));
         ::halsal::detail::write_file_atomic(files.runs_jsonl, jsonl);
+        write_protocol_tables(table, p.out_dir, outcomes, p.title);
         if (!p.keep_checkpoints) std::filesystem::remove_all(o.out_dir / "checkpoints");
         if (p.log)
           *p.log << tag << "top-1 " << ::halsal::detail::format_fixed(100 * r.top1, 1) << " %, top-5 "
