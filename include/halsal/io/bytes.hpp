@@ -14,6 +14,8 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -248,7 +250,14 @@ class AtomicFile : public ByteSink {
 
   /// Removes the temporary files in `dir` that a killed writer left (".NAME.tmp-PID-N" whose
   /// process no longer exists); a live writer's are kept. Never throws.
+  /// Each folder is scanned once per process (a writer of many files into one folder pays once).
   static void remove_stale_temps(const std::filesystem::path& dir) {
+    {
+      static std::mutex mutex;
+      static std::set<std::string> scanned;
+      std::lock_guard<std::mutex> lock(mutex);
+      if (!scanned.insert(dir.lexically_normal().string()).second) return;
+    }
     std::error_code ec;
     for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
       const std::string name = it->path().filename().string();
