@@ -52,7 +52,10 @@ def main():
                 sd = statistics.stdev(v.values()) if len(v) > 1 else 0.0
                 cells.append(f"{statistics.mean(v.values()):.1f} ± {sd:.1f} ({len(v)})")
                 p = paired.get((m, k))
-                cells.append(f"{float(p['mean']):+.1f} [{float(p['lo']):+.1f}, {float(p['hi']):+.1f}]" if p else "reference")
+                if p and p["mean"]:
+                    cells.append(f"{float(p['mean']):+.1f} [{float(p['lo']):+.1f}, {float(p['hi']):+.1f}]")
+                else:
+                    cells.append("reference" if m == "Baseline-RGB" else "–")
             print(f"| {m} | " + " | ".join(cells) + " |")
         for m, vals in PAPER.get(ds, {}).items():
             cells = []
@@ -63,7 +66,7 @@ def main():
         # The bar: Baseline-RGB against the floor, per k, from the same run.
         for k in ks:
             p = paired.get(("NCM (frozen features)", k))
-            if p:
+            if p and p["mean"]:
                 print(f"- k={k}: Baseline-RGB − NCM = {-float(p['mean']):+.1f} "
                       f"[{-float(p['hi']):+.1f}, {-float(p['lo']):+.1f}] points (paired, seeds {p['seeds']})")
         times = defaultdict(float)
