@@ -8,7 +8,7 @@ JOBS ?= $(shell nproc)
 CMAKE_ARGS ?=
 CTEST_ARGS ?=
 
-.PHONY: all deps configure build test demo install clean format
+.PHONY: all deps configure build test test-asan demo install clean format
 
 all: build
 
@@ -23,6 +23,20 @@ build: configure
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+# The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer with LeakSanitizer on
+# (suppressions, each with its reason: tests/lsan.supp). Not part of .ci/run: it takes long here.
+# The consumer and compile-fail entries build other projects and are left out.
+ASAN_BUILD ?= build-asan$(if $(filter-out wheel,$(TORCH)),-$(TORCH),)
+test-asan:
+	bash scripts/install-deps.sh $(TORCH) $(ASAN_BUILD)/torch-init.cmake
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -C $(ASAN_BUILD)/torch-init.cmake -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DHALSAL_SANITIZE=ON -DHALSAL_TEST_TIME_SCALE=8 $(CMAKE_ARGS)
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=0 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=1 \
+	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  ctest --output-on-failure -j $(JOBS) -E '^(consumer|compile_fail)[.]' $(CTEST_ARGS)
 
 # OpenMP threads that spin while they wait made the demo up to 15x slower on a 2-core machine
 # shared with another job; passive waiting avoids that (an OMP_WAIT_POLICY of the caller wins).

@@ -13,6 +13,7 @@ find_path(HALSAL_STB_INCLUDE_DIR stb_image.h PATH_SUFFIXES stb REQUIRED)
 find_library(HALSAL_STB_LIBRARY NAMES stb) # Debian's libstb compiles the implementations
 find_path(HALSAL_MATIO_INCLUDE_DIR matio.h REQUIRED)
 find_library(HALSAL_MATIO_LIBRARY NAMES matio REQUIRED)
+find_package(ZLIB REQUIRED) # halsal checks compressed .mat variables before matio reads them
 
 if(NOT TARGET halsal_stb)
   add_library(halsal_stb INTERFACE IMPORTED GLOBAL)
@@ -25,7 +26,7 @@ if(NOT TARGET halsal_stb)
   endif()
   add_library(halsal_matio INTERFACE IMPORTED GLOBAL)
   target_include_directories(halsal_matio INTERFACE "${HALSAL_MATIO_INCLUDE_DIR}")
-  target_link_libraries(halsal_matio INTERFACE "${HALSAL_MATIO_LIBRARY}")
+  target_link_libraries(halsal_matio INTERFACE "${HALSAL_MATIO_LIBRARY}" ZLIB::ZLIB)
 endif()
 
 # PyTorch 2.x's headers refuse anything older than C++20; halsal itself is C++17.

@@ -1,8 +1,10 @@
 // Command-line pieces the example programs share: the training flags (profile and its overrides)
-// and CLI11 parsing that reports "<program>: <what>" with exit status 1.
+// (CLI11 parsing itself is in cli_parse.hpp).
 #pragma once
 #include <halsal/saliency/saliency_branch.hpp>
 #include <halsal/train/experiment.hpp>
+
+#include "cli_parse.hpp"
 
 #include <CLI/CLI.hpp>
 #include <iostream>
@@ -10,19 +12,6 @@
 #include <vector>
 
 namespace halsal::cli {
-
-/// Parses argv: returns -1 to go on, else the exit status (0 after --help, 1 for a wrong argument,
-/// which is printed as "<program>: <what> (see --help)").
-inline int parse(CLI::App& app, int argc, char** argv, const char* program) {
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == 0) return app.exit(e);
-    std::cerr << program << ": " << e.what() << " (see --help)\n";
-    return 1;
-  }
-  return -1;
-}
 
 /// --profile, --epochs, --image-size, --normalization, --device, --saliency-activation, --head,
 /// --warmup-epochs and --set FIELD=VALUE for any other TrainConfig field.

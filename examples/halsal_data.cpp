@@ -13,6 +13,8 @@
 
 #include "halsal/data/data.hpp"
 
+#include "cli_parse.hpp"
+
 namespace hd = halsal::data;
 
 namespace {
@@ -95,7 +97,7 @@ int main(int argc, char** argv) {
   synth_cmd->add_option("--seed", seed, "dataset seed");
   synth_cmd->add_flag("--masks", masks, "show each sample's ground-truth mask beside it");
 
-  CLI11_PARSE(app, argc, argv);
+  if (const int rc = halsal::cli::parse(app, argc, argv, "halsal_data"); rc >= 0) return rc;
   try {
     if (info_cmd->parsed()) {
       info(hd::open(dir, open_options(skip_bad, verify)));

@@ -9,6 +9,8 @@
 #include <iomanip>
 #include <iostream>
 
+#include "cli_parse.hpp"
+
 namespace ht = halsal::train;
 
 // The demo's network: ResNet-18 whose layer2 output (8×8 at 64 px) is modulated by a one-layer
@@ -69,7 +71,7 @@ int main(int argc, char** argv) {
   app.add_flag("--step-one-only", step_one_only, "stop after Step I (no k-shot protocol)");
   app.add_flag("--verbose", verbose, "a progress line per epoch of every k-shot cell");
   app.add_flag("--summaries-only", summaries_only, "only print the network summaries");
-  CLI11_PARSE(app, argc, argv);
+  if (const int rc = halsal::cli::parse(app, argc, argv, "halsal_demo"); rc >= 0) return rc;
 
   const auto t0 = std::chrono::steady_clock::now();
   try {

@@ -9,6 +9,8 @@
 
 #include "halsal/io/io.hpp"
 
+#include "cli_parse.hpp"
+
 int main(int argc, char** argv) {
   CLI::App app{
       "Inspect and convert weight files: PyTorch .pth (zip and legacy containers) and "
@@ -28,7 +30,7 @@ int main(int argc, char** argv) {
   convert->add_option("OUT", out, "the file to write: .safetensors, or .pth/.pt (torch.save's zip)")
       ->required();
 
-  CLI11_PARSE(app, argc, argv);
+  if (const int rc = halsal::cli::parse(app, argc, argv, "halsal_weights"); rc >= 0) return rc;
   try {
     if (*ls) {
       const auto file = halsal::io::read_weights_file(ls_file);

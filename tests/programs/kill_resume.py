@@ -34,8 +34,8 @@ import halsal_programs as h  # noqa: E402
 
 SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KEYS = os.path.join(SOURCE, "tests", "data", "backbones", "mobilenet_v2.keys")
-ATTEMPT_TIMEOUT = 180   # seconds one start of the program may take
-STOP_TIMEOUT = 30       # seconds a signalled program may take to stop
+ATTEMPT_TIMEOUT = 180 * h.TIME_SCALE  # seconds one start of the program may take
+STOP_TIMEOUT = 30 * h.TIME_SCALE     # seconds a signalled program may take to stop
 
 failures = []
 

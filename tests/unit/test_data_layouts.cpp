@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <boost/test/unit_test.hpp>
+#include <cstring>
 #include <fstream>
 #include <set>
 
@@ -261,6 +262,44 @@ BOOST_AUTO_TEST_CASE(oxford_flowers_official_layout) {
   expect_error([&] { hd::open(root); }, {"setid.mat"});
   std::ofstream(root / "setid.mat", std::ios::trunc).close();
   expect_error([&] { hd::open(root); }, {"setid.mat", "empty"});
+}
+
+// A .mat file's declared dimensions are checked against its bytes before libmatio reads it
+// (libmatio allocates by the declared size first: a 2 KB file once made it ask for 120 GB).
+BOOST_AUTO_TEST_CASE(damaged_mat_files_are_refused_before_matio_reads_them) {
+  namespace mat = hd::mat;
+  const auto root = halsal::test::scratch_dir("mat-damaged");
+  const auto good = root / "labels.mat";
+  {
+    MatWriter w(good);
+    w.numbers("labels", {1, 2, 3, 4});
+  }
+  BOOST_TEST(mat::read_numbers(good, "labels").size() == 4u);
+  std::string bytes;
+  {
+    std::ifstream in(good, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  auto write = [&](const std::string& name, const std::string& b) {
+    std::ofstream(root / name, std::ios::binary) << b;
+    return root / name;
+  };
+  // Header (128) + matrix tag (8) + array flags (16) + dimensions tag (8): the second dimension.
+  std::string huge = bytes;
+  const int32_t columns = 0x7fffffff;
+  std::memcpy(&huge[128 + 8 + 16 + 8 + 4], &columns, 4);
+  expect_error([&] { mat::read_numbers(write("huge.mat", huge), "labels"); },
+               {"huge.mat", "damaged .mat file", "2147483647 elements"});
+  expect_error([&] { mat::read_numbers(write("cut.mat", bytes.substr(0, 150)), "labels"); },
+               {"cut.mat", "damaged .mat file"});
+  expect_error([&] { mat::read_numbers(write("short.mat", bytes.substr(0, 100)), "labels"); },
+               {"short.mat", "too short"});
+  std::string v73 = bytes;
+  v73[124] = 0;
+  v73[125] = 2;
+  expect_error([&] { mat::read_numbers(write("v73.mat", v73), "labels"); }, {"v73.mat", "v7.3"});
+  fs::create_directories(root / "folder.mat");
+  expect_error([&] { mat::read_numbers(root / "folder.mat", "labels"); }, {"folder.mat", "is a folder"});
 }
 
 BOOST_AUTO_TEST_CASE(cub_official_layout_with_boxes) {

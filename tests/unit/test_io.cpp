@@ -462,6 +462,13 @@ BOOST_AUTO_TEST_CASE(load_state_dict_reports_and_options) {
 }
 
 BOOST_AUTO_TEST_CASE(pickle_interpreter_refuses_what_it_does_not_know) {
+  // The opcode walker (run before LibTorch's own unpickler sees a pickle): lengths must fit.
+  const std::uint8_t huge[] = {0x80, 2, 'X', 0xff, 0xff, 0xff, 0x7f, 'a', '.'};
+  CHECK_ERROR(io::pickle::check_opcode_lengths(io::ByteSpan{huge, sizeof huge}, "p.pkl"), "p.pkl", "remain");
+  const std::uint8_t no_stop[] = {0x80, 2, 'X', 1, 0, 0, 0, 'a'};
+  CHECK_ERROR(io::pickle::check_opcode_lengths(io::ByteSpan{no_stop, sizeof no_stop}, "p.pkl"), "p.pkl", "STOP");
+  const std::uint8_t fine[] = {0x80, 2, 'X', 1, 0, 0, 0, 'a', 0x95, 1, 0, 0, 0, 0, 0, 0, 0, 'N', '.'};
+  io::pickle::check_opcode_lengths(io::ByteSpan{fine, sizeof fine}, "p.pkl");
   const auto run = [](const std::string& bytes) {
     io::pickle::Unpickler u({reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()},
                             "mem.pkl");
@@ -826,6 +833,36 @@ BOOST_AUTO_TEST_CASE(checkpoint_corruption_is_detected) {
   write_bytes(file, good);
   auto other = tiny_net(3);
   CHECK_ERROR(io::load_checkpoint(file, *other, nullptr), "c.safetensors", "shape-mismatched");
+}
+
+// Checkpoints whose CRC matches but whose optimizer state is damaged (the inputs fuzz_checkpoint
+// found, with their checksums made right, as a crafted file would have them): in format 1 the
+// SGD state was a LibTorch archive, whose reader threw plain std::runtime_errors past halsal,
+// sized a buffer by an unchecked 1.6 GB length and crashed in TorchScript's parser. Format 2
+// keeps SGD/Adam state as tensors; a format-1 file's optimizer state is refused by name, and
+// nothing is changed.
+BOOST_AUTO_TEST_CASE(checkpoint_with_a_damaged_optimizer_state_is_refused_unchanged) {
+  const auto dir = halsal::test::scratch_dir("io-optimizer-state");
+  const auto found = halsal::test::data_dir().parent_path() / "fuzz" / "regressions" / "checkpoint";
+  std::size_t tried = 0;
+  for (const auto& entry : fs::directory_iterator(found)) {
+    auto bytes = read_bytes(entry.path());
+    const std::size_t n = std::strlen(io::detail::kChecksumPrefix);
+    BOOST_REQUIRE(bytes.size() > 8 + n + 8);
+    const std::string digits =
+        io::detail::hex8(io::detail::checkpoint_crc(io::ByteSpan{bytes.data(), bytes.size()}, 8 + n));
+    std::memcpy(bytes.data() + 8 + n, digits.data(), 8);
+    const auto file = dir / ("found-" + std::to_string(tried++) + ".safetensors");
+    write_bytes(file, bytes);
+    torch::nn::Linear model(torch::nn::LinearOptions(3, 2));
+    torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+    const auto before = model->weight.clone();
+    const std::string msg = error_of([&] { io::load_checkpoint(file, *model, &sgd); });
+    BOOST_TEST_INFO(entry.path().filename().string() << ": " << msg);
+    BOOST_CHECK(msg.find(file.filename().string()) != std::string::npos);
+    BOOST_CHECK(torch::equal(model->weight, before));
+  }
+  BOOST_TEST(tried >= 2u);
 }
 
 BOOST_AUTO_TEST_CASE(crash_mid_write_never_replaces_a_good_checkpoint) {

@@ -149,9 +149,9 @@ class ResNetImpl : public torch::nn::Module {
   void init_like_torchvision() {
     torch::NoGradGuard no_grad;
     for (auto& m : modules(/*include_self=*/false)) {
-      if (auto* conv = m->as<torch::nn::Conv2d>()) {
+      if (auto* conv = m->template as<torch::nn::Conv2d>()) {
         torch::nn::init::kaiming_normal_(conv->weight, 0, torch::kFanOut, torch::kReLU);
-      } else if (auto* bn = m->as<torch::nn::BatchNorm2d>()) {
+      } else if (auto* bn = m->template as<torch::nn::BatchNorm2d>()) {
         torch::nn::init::ones_(bn->weight);
         torch::nn::init::zeros_(bn->bias);
       }

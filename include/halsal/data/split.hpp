@@ -188,8 +188,10 @@ inline Split load_split(const std::filesystem::path& csv, std::shared_ptr<const 
   s.train.dataset = s.val.dataset = s.test.dataset = data;
   bool header = false;
   std::set<size_t> seen;
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(csv, ec)) throw file_error(csv, detail::not_a_file(csv));
   std::ifstream in(csv);
-  if (!in) throw file_error(csv, detail::path_exists(csv) ? "cannot open" : "no such file");
+  if (!in) throw file_error(csv, "cannot open");
   std::string line;
   for (size_t n = 1; std::getline(in, line); ++n) {
     if (!line.empty() && line.back() == '\r') line.pop_back();

@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -17,14 +18,17 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "halsal/core/error.hpp"
 #include "halsal/io/bytes.hpp"
+#include "halsal/io/pickle.hpp"
 #include "halsal/io/safetensors.hpp"
 #include "halsal/io/state_dict.hpp"
 #include "halsal/io/tensor_dict.hpp"
+#include "halsal/io/zip.hpp"
 
 namespace halsal::io {
 
@@ -43,7 +47,11 @@ struct CheckpointLoadOptions {
 
 namespace detail {
 
-inline constexpr const char* kCheckpointFormat = "halsal-checkpoint-1";
+// Format 2 keeps SGD/Adam/AdamW state as tensors and JSON; format 1 kept every optimizer's state
+// as a LibTorch archive, whose reader (TorchScript's) crashes on crafted input: format-1 files
+// still give their model and random state, not their optimizer state.
+inline constexpr const char* kCheckpointFormat = "halsal-checkpoint-2";
+inline constexpr const char* kCheckpointFormatV1 = "halsal-checkpoint-1";
 // "checksum" sorts first among the metadata keys, so the header always starts with this and the
 // eight hex digits after it sit at a fixed place.
 inline constexpr const char* kChecksumPrefix = "{\"__metadata__\":{\"checksum\":\"crc32:";
@@ -58,6 +66,243 @@ inline std::string optimizer_kind(const torch::optim::Optimizer* o) {
   if (dynamic_cast<const torch::optim::LBFGS*>(o)) return "LBFGS";
   return "other";
 }
+
+/// An optimizer's per-parameter state: LibTorch 1.x keys it by the TensorImpl's address as a
+/// string, 2.x by the address itself.
+template <class Map>
+torch::optim::OptimizerParamState* find_param_state(Map& states, const torch::Tensor& p) {
+  if constexpr (std::is_same_v<typename Map::key_type, std::string>) {
+    std::ostringstream key;
+    key << p.unsafeGetTensorImpl();
+    auto it = states.find(key.str());
+    return it == states.end() ? nullptr : it->second.get();
+  } else {
+    auto it = states.find(p.unsafeGetTensorImpl());
+    return it == states.end() ? nullptr : it->second.get();
+  }
+}
+
+/// Installs `s` as p's state; a null `s` removes p's state.
+template <class Map>
+void set_param_state(Map& states, const torch::Tensor& p, std::unique_ptr<torch::optim::OptimizerParamState> s) {
+  auto put = [&](const auto& key) {
+    if (s)
+      states[key] = std::move(s);
+    else
+      states.erase(key);
+  };
+  if constexpr (std::is_same_v<typename Map::key_type, std::string>) {
+    std::ostringstream key;
+    key << p.unsafeGetTensorImpl();
+    put(key.str());
+  } else {
+    put(static_cast<typename Map::key_type>(p.unsafeGetTensorImpl()));
+  }
+}
+
+/// True for the optimizers whose state halsal stores as tensors and JSON (format 2).
+inline bool tensor_state_kind(const std::string& kind) { return kind == "SGD" || kind == "Adam" || kind == "AdamW"; }
+
+/// One parameter group's hyper-parameters as JSON.
+inline nlohmann::json group_options(const std::string& kind, torch::optim::OptimizerOptions& o) {
+  if (kind == "SGD") {
+    auto& x = static_cast<torch::optim::SGDOptions&>(o);
+    return {{"lr", x.lr()}, {"momentum", x.momentum()}, {"dampening", x.dampening()},
+            {"weight_decay", x.weight_decay()}, {"nesterov", x.nesterov()}};
+  }
+  auto get = [](auto& x) {
+    return nlohmann::json{{"lr", x.lr()}, {"beta1", std::get<0>(x.betas())}, {"beta2", std::get<1>(x.betas())},
+                          {"eps", x.eps()}, {"weight_decay", x.weight_decay()}, {"amsgrad", x.amsgrad()}};
+  };
+  return kind == "Adam" ? get(static_cast<torch::optim::AdamOptions&>(o)) : get(static_cast<torch::optim::AdamWOptions&>(o));
+}
+
+/// One parameter group's hyper-parameters, read back from JSON and checked before use.
+struct GroupOptions {
+  double lr = 0, momentum = 0, dampening = 0, weight_decay = 0, beta1 = 0, beta2 = 0, eps = 0;
+  bool nesterov = false, amsgrad = false;
+
+  /// Throws nlohmann::json exceptions for missing or mistyped keys, Error for non-finite values.
+  static GroupOptions parse(const std::string& kind, const nlohmann::json& j) {
+    GroupOptions g;
+    auto number = [&](const char* key) {
+      const double v = j.at(key).get<double>();
+      if (!std::isfinite(v)) throw Error(std::string("'") + key + "' is not a finite number");
+      return v;
+    };
+    g.lr = number("lr");
+    g.weight_decay = number("weight_decay");
+    if (kind == "SGD") {
+      g.momentum = number("momentum");
+      g.dampening = number("dampening");
+      g.nesterov = j.at("nesterov").get<bool>();
+    } else {
+      g.beta1 = number("beta1");
+      g.beta2 = number("beta2");
+      g.eps = number("eps");
+      g.amsgrad = j.at("amsgrad").get<bool>();
+    }
+    return g;
+  }
+
+  void apply(const std::string& kind, torch::optim::OptimizerOptions& o) const {
+    if (kind == "SGD") {
+      static_cast<torch::optim::SGDOptions&>(o).lr(lr).momentum(momentum).dampening(dampening).weight_decay(weight_decay).nesterov(nesterov);
+      return;
+    }
+    auto set = [&](auto& x) { x.lr(lr).betas(std::make_tuple(beta1, beta2)).eps(eps).weight_decay(weight_decay).amsgrad(amsgrad); };
+    if (kind == "Adam")
+      set(static_cast<torch::optim::AdamOptions&>(o));
+    else
+      set(static_cast<torch::optim::AdamWOptions&>(o));
+  }
+};
+
+/// The names of a parameter's state tensors for `kind`.
+inline std::vector<std::string> state_tensor_names(const std::string& kind) {
+  if (kind == "SGD") return {"momentum_buffer"};
+  return {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
+}
+
+/// Adds `optimizer`'s state (SGD/Adam/AdamW) to `tensors` as "optimizer.<i>.<name>" (i: the
+/// parameter's place over all groups) and returns the JSON of its groups and step counts.
+inline nlohmann::json save_tensor_state(torch::optim::Optimizer& optimizer, const std::string& kind,
+                                        TensorDict& tensors) {
+  nlohmann::json groups = nlohmann::json::array(), steps = nlohmann::json::object();
+  std::size_t index = 0;
+  for (auto& group : optimizer.param_groups()) {
+    auto options = group_options(kind, group.options());
+    options["params"] = group.params().size();
+    groups.push_back(options);
+    for (const auto& p : group.params()) {
+      const std::string prefix = "optimizer." + std::to_string(index) + ".";
+      if (auto* st = find_param_state(optimizer.state(), p)) {
+        auto put = [&](const std::string& name, const torch::Tensor& t) {
+          if (t.defined()) tensors.insert(prefix + name, t.detach().to(torch::kCPU).contiguous());
+        };
+        if (kind == "SGD") {
+          put("momentum_buffer", static_cast<torch::optim::SGDParamState&>(*st).momentum_buffer());
+        } else {
+          auto save = [&](auto& a) {
+            put("exp_avg", a.exp_avg());
+            put("exp_avg_sq", a.exp_avg_sq());
+            put("max_exp_avg_sq", a.max_exp_avg_sq());
+            steps[std::to_string(index)] = a.step();
+          };
+          if (kind == "Adam")
+            save(static_cast<torch::optim::AdamParamState&>(*st));
+          else
+            save(static_cast<torch::optim::AdamWParamState&>(*st));
+        }
+      }
+      ++index;
+    }
+  }
+  return {{"groups", groups}, {"steps", steps}};
+}
+
+/// An optimizer's state read back from a format-2 checkpoint, checked against the optimizer
+/// (groups, parameter counts, shapes, dtypes) before anything is changed; apply() installs it.
+class TensorState {
+ public:
+  TensorState(const Safetensors& st, torch::optim::Optimizer& optimizer, const std::string& kind,
+              const std::filesystem::path& file)
+      : optimizer_(optimizer), kind_(kind) {
+    auto fail = [&](const std::string& what) { return file_error(file, "cannot restore the optimizer state: " + what); };
+    const auto meta = st.metadata.find("optimizer_state");
+    if (meta == st.metadata.end()) throw fail("the 'optimizer_state' metadata is missing");
+    try {
+      const auto j = nlohmann::json::parse(meta->second);
+      const auto& groups = j.at("groups");
+      auto& mine = optimizer.param_groups();
+      if (!groups.is_array() || groups.size() != mine.size())
+        throw fail("it has " + std::to_string(groups.is_array() ? groups.size() : 0) + " parameter groups, the optimizer " +
+                   std::to_string(mine.size()));
+      std::size_t index = 0;
+      for (std::size_t g = 0; g < mine.size(); ++g) {
+        if (groups[g].at("params").get<std::size_t>() != mine[g].params().size())
+          throw fail("group " + std::to_string(g) + " holds " + groups[g].at("params").dump() + " parameters, the optimizer's " +
+                     std::to_string(mine[g].params().size()));
+        try {
+          options_.push_back(GroupOptions::parse(kind, groups[g]));
+        } catch (const Error& e) {
+          throw fail("group " + std::to_string(g) + ": " + e.what());
+        }
+        for (const auto& p : mine[g].params()) {
+          const std::string prefix = "optimizer." + std::to_string(index) + ".";
+          std::map<std::string, torch::Tensor> found;
+          for (const auto& name : state_tensor_names(kind)) {
+            if (const auto* t = st.tensors.find(prefix + name)) {
+              if (t->sizes() != p.sizes() || t->scalar_type() != p.scalar_type())
+                throw fail("'" + prefix + name + "' does not match its parameter's shape and type");
+              found[name] = t->to(p.options(), /*non_blocking=*/false, /*copy=*/true);
+            }
+          }
+          std::unique_ptr<torch::optim::OptimizerParamState> state;
+          if (kind == "SGD") {
+            if (found.count("momentum_buffer")) {
+              auto s = std::make_unique<torch::optim::SGDParamState>();
+              s->momentum_buffer(found["momentum_buffer"]);
+              state = std::move(s);
+            }
+          } else if (found.count("exp_avg") || found.count("exp_avg_sq")) {
+            if (!found.count("exp_avg") || !found.count("exp_avg_sq"))
+              throw fail("parameter " + std::to_string(index) + " has only one of exp_avg and exp_avg_sq");
+            const auto step = j.at("steps").at(std::to_string(index)).get<std::int64_t>();
+            if (step < 0) throw fail("parameter " + std::to_string(index) + " has a negative step count");
+            auto fill = [&](auto s) {
+              s->step(step);
+              s->exp_avg(found["exp_avg"]);
+              s->exp_avg_sq(found["exp_avg_sq"]);
+              if (found.count("max_exp_avg_sq")) s->max_exp_avg_sq(found["max_exp_avg_sq"]);
+              state = std::move(s);
+            };
+            if (kind == "Adam")
+              fill(std::make_unique<torch::optim::AdamParamState>());
+            else
+              fill(std::make_unique<torch::optim::AdamWParamState>());
+          }
+          states_.push_back(std::move(state));
+          ++index;
+        }
+      }
+      for (const auto& kv : st.tensors) {
+        const auto& key = kv.key();
+        if (key.rfind("optimizer.", 0) == 0 && key != "optimizer.state") {
+          const auto dot = key.find('.', 10);
+          const std::string i = key.substr(10, dot == std::string::npos ? std::string::npos : dot - 10);
+          if (i.empty() || i.size() > 9 || i.find_first_not_of("0123456789") != std::string::npos ||
+              std::stoul(i) >= index)
+            throw fail("'" + key + "' belongs to no parameter of the optimizer");
+        }
+      }
+    } catch (const nlohmann::json::exception& e) {
+      throw fail(std::string("its 'optimizer_state' metadata is damaged (") + e.what() + ")");
+    }
+  }
+
+  /// Installs the state read (call after everything else that can fail).
+  void apply() {
+    auto& groups = optimizer_.param_groups();
+    std::size_t index = 0;
+    for (std::size_t g = 0; g < groups.size(); ++g) {
+      options_[g].apply(kind_, groups[g].options());
+      for (const auto& p : groups[g].params()) {
+        if (states_[index])
+          set_param_state(optimizer_.state(), p, std::move(states_[index]));
+        else
+          set_param_state(optimizer_.state(), p, nullptr);  // saved before its first step: no state
+        ++index;
+      }
+    }
+  }
+
+ private:
+  torch::optim::Optimizer& optimizer_;
+  std::string kind_;
+  std::vector<GroupOptions> options_;
+  std::vector<std::unique_ptr<torch::optim::OptimizerParamState>> states_;
+};
 
 inline torch::Tensor bytes_tensor(const std::string& s) {
   auto t = torch::empty({static_cast<std::int64_t>(s.size())}, torch::kUInt8);
@@ -128,9 +373,21 @@ inline Safetensors read_verified_checkpoint(ByteSpan bytes, const std::string& o
     throw Error(origin + ": checkpoint is corrupt (CRC-32 " + actual + " but the file records " +
                 stored + ")");
   Safetensors st = read_safetensors(bytes, origin);
-  if (st.metadata["format"] != kCheckpointFormat)
+  if (st.metadata["format"] != kCheckpointFormat && st.metadata["format"] != kCheckpointFormatV1)
     throw Error(origin + ": unknown checkpoint format '" + st.metadata["format"] + "'");
   return st;
+}
+
+/// Checks a torch::serialize archive's structure with halsal's own readers before LibTorch's
+/// reader sees it (that one sizes buffers by the lengths it reads, unchecked): a ZIP whose
+/// entries lie inside it and whose pickles' lengths fit.
+inline void check_archive(const std::string& blob, const std::string& origin) {
+  ByteSpan bytes{reinterpret_cast<const std::uint8_t*>(blob.data()), blob.size()};
+  if (!looks_like_zip(bytes)) throw Error(origin + ": not a ZIP archive");
+  ZipReader zip(bytes, origin);
+  for (const auto& e : zip.entries())
+    if (e.name.size() > 4 && e.name.compare(e.name.size() - 4, 4, ".pkl") == 0)
+      pickle::check_opcode_lengths(zip.data(e), origin + " " + e.name);
 }
 
 inline CheckpointInfo parse_info(std::map<std::string, std::string>& meta,
@@ -155,7 +412,13 @@ inline void save_checkpoint(const std::filesystem::path& file, const torch::nn::
                             const torch::optim::Optimizer* optimizer, const CheckpointInfo& info) {
   TensorDict tensors;
   for (const auto& kv : state_dict(model)) tensors.insert("model." + kv.key(), kv.value());
-  if (optimizer) {
+  const std::string kind = detail::optimizer_kind(optimizer);
+  std::string optimizer_state;
+  if (optimizer && detail::tensor_state_kind(kind)) {
+    // const_cast: param_groups() and state() have no const overloads in LibTorch 1.13.
+    optimizer_state =
+        detail::save_tensor_state(const_cast<torch::optim::Optimizer&>(*optimizer), kind, tensors).dump();
+  } else if (optimizer) {  // other optimizers: LibTorch's own archive (see load_checkpoint)
     std::ostringstream s;
     torch::serialize::OutputArchive archive;
     optimizer->save(archive);
@@ -168,12 +431,13 @@ inline void save_checkpoint(const std::filesystem::path& file, const torch::nn::
     std::lock_guard<std::mutex> lock(gen.mutex());
     tensors.insert(detail::rng_name(i), gen.get_state().clone());
   }
-  const std::map<std::string, std::string> meta = {{"checksum", "crc32:00000000"},
-                                                   {"config", info.config.dump()},
-                                                   {"epoch", std::to_string(info.epoch)},
-                                                   {"format", detail::kCheckpointFormat},
-                                                   {"optimizer", detail::optimizer_kind(optimizer)},
-                                                   {"step", std::to_string(info.step)}};
+  std::map<std::string, std::string> meta = {{"checksum", "crc32:00000000"},
+                                             {"config", info.config.dump()},
+                                             {"epoch", std::to_string(info.epoch)},
+                                             {"format", detail::kCheckpointFormat},
+                                             {"optimizer", kind},
+                                             {"step", std::to_string(info.step)}};
+  if (!optimizer_state.empty()) meta["optimizer_state"] = optimizer_state;
   AtomicFile out(file);
   detail::CrcSink sink(out);
   write_safetensors(sink, tensors, meta, file.string());
@@ -202,7 +466,8 @@ inline bool verify_checkpoint(const std::filesystem::path& file) {
 
 /// Restores `model` (strictly: every key must match), `optimizer` (when not null; it must be of
 /// the kind saved and built over the same parameters) and, by default, the random generators.
-/// Nothing is changed when the file is corrupt or does not fit the model.
+/// Nothing is changed when the file is corrupt, its optimizer state does not parse, or its model
+/// tensors do not fit the model; errors name the file.
 inline CheckpointInfo load_checkpoint(const std::filesystem::path& file, torch::nn::Module& model,
                                       torch::optim::Optimizer* optimizer,
                                       const CheckpointLoadOptions& options = {}) {
@@ -210,12 +475,40 @@ inline CheckpointInfo load_checkpoint(const std::filesystem::path& file, torch::
   auto st = detail::read_verified_checkpoint(map.bytes(), file.string());
   CheckpointInfo info = detail::parse_info(st.metadata, file);
   const std::string saved_kind = st.metadata["optimizer"];
+  auto optimizer_error = [&](const std::string& what) {
+    return file_error(file, "cannot restore the optimizer state: " + what);
+  };
+  // The optimizer's state is read and checked before anything is changed.
+  torch::serialize::InputArchive archive;
+  std::optional<detail::TensorState> tensor_state;
   if (optimizer) {
     if (saved_kind != detail::optimizer_kind(optimizer))
       throw file_error(file, "checkpoint holds " + saved_kind + " optimizer state, not " +
                                  detail::optimizer_kind(optimizer));
-    if (!st.tensors.contains("optimizer.state"))
-      throw file_error(file, "checkpoint holds no optimizer state");
+    if (st.metadata["format"] == detail::kCheckpointFormatV1 && detail::tensor_state_kind(saved_kind))
+      throw optimizer_error(
+          "the file was written by an older halsal (checkpoint format 1), whose optimizer state was a LibTorch "
+          "archive that halsal no longer reads; resume from a newer checkpoint or start the run again");
+    if (detail::tensor_state_kind(saved_kind)) {
+      tensor_state.emplace(st, *optimizer, saved_kind, file);
+    } else {
+      // Other optimizers keep LibTorch's archive; its reader trusts its input, so halsal checks
+      // the archive's ZIP structure and pickle lengths first.
+      if (!st.tensors.contains("optimizer.state"))
+        throw file_error(file, "checkpoint holds no optimizer state");
+      const std::string blob = detail::tensor_bytes(st.tensors["optimizer.state"]);
+      try {
+        detail::check_archive(blob, file.string() + " (optimizer state)");
+        std::istringstream s(blob);
+        archive.load_from(s);
+      } catch (const Error& e) {
+        throw optimizer_error(e.what());
+      } catch (const c10::Error& e) {
+        throw optimizer_error(e.what_without_backtrace());
+      } catch (const std::exception& e) {  // LibTorch's archive reader also throws plain errors
+        throw optimizer_error(e.what());
+      }
+    }
   }
   TensorDict model_tensors;
   for (const auto& kv : st.tensors)
@@ -226,16 +519,15 @@ inline CheckpointInfo load_checkpoint(const std::filesystem::path& file, torch::
   } catch (const Error& e) {
     throw file_error(file, e.what());
   }
-  if (optimizer) {
-    const std::string bytes = detail::tensor_bytes(st.tensors["optimizer.state"]);
+  if (tensor_state) {
+    tensor_state->apply();
+  } else if (optimizer) {
     try {
-      std::istringstream s(bytes);
-      torch::serialize::InputArchive archive;
-      archive.load_from(s);
       optimizer->load(archive);
     } catch (const c10::Error& e) {
-      throw file_error(
-          file, std::string("cannot restore the optimizer state: ") + e.what_without_backtrace());
+      throw optimizer_error(e.what_without_backtrace());
+    } catch (const std::exception& e) {
+      throw optimizer_error(e.what());
     }
   }
   if (options.restore_rng) {
@@ -244,7 +536,12 @@ inline CheckpointInfo load_checkpoint(const std::filesystem::path& file, torch::
       if (const auto* state = st.tensors.find(detail::rng_name(i))) {
         auto gen = gens[i];
         std::lock_guard<std::mutex> lock(gen.mutex());
-        gen.set_state(*state);
+        try {
+          gen.set_state(*state);
+        } catch (const c10::Error& e) {
+          throw file_error(file, "cannot restore the random generator state '" + detail::rng_name(i) +
+                                     "': " + e.what_without_backtrace());
+        }
       }
     }
   }

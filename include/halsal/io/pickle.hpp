@@ -588,4 +588,59 @@ class Unpickler {
   std::unordered_map<std::uint32_t, std::uint32_t> memo_;
 };
 
+/// Walks a pickle's opcodes without running them and checks that every argument -- above all
+/// every length-prefixed string or bytes -- lies inside `bytes`, up to STOP. For pickles that are
+/// handed to another reader (LibTorch's unpickler sizes its buffers by these lengths before it
+/// reads them): a length larger than the rest of the pickle is refused here, naming `origin`.
+inline void check_opcode_lengths(ByteSpan bytes, const std::string& origin) {
+  std::size_t pos = 0;
+  auto fail = [&](const std::string& what) -> void {
+    throw Error(origin + ": damaged pickle at byte " + std::to_string(pos) + ": " + what);
+  };
+  auto need = [&](std::uint64_t n, const char* what) {
+    if (n > bytes.size - pos) fail(std::string(what) + " of " + std::to_string(n) + " bytes where " +
+                                   std::to_string(bytes.size - pos) + " remain");
+  };
+  auto uint_le = [&](int width) {
+    need(static_cast<std::uint64_t>(width), "an argument");
+    std::uint64_t v = 0;
+    for (int i = 0; i < width; ++i) v |= static_cast<std::uint64_t>(bytes.data[pos + i]) << (8 * i);
+    pos += static_cast<std::size_t>(width);
+    return v;
+  };
+  auto line = [&] {
+    const void* nl = std::memchr(bytes.data + pos, '\n', bytes.size - pos);
+    if (!nl) fail("a text argument without its newline");
+    pos = static_cast<std::size_t>(static_cast<const std::uint8_t*>(nl) - bytes.data) + 1;
+  };
+  auto counted = [&](int width, const char* what) {
+    const std::uint64_t n = uint_le(width);
+    need(n, what);
+    pos += static_cast<std::size_t>(n);
+  };
+  while (pos < bytes.size) {
+    const std::uint8_t op = bytes.data[pos++];
+    switch (op) {
+      case '.': return;  // STOP
+      case '(': case '0': case '1': case '2': case 'N': case 'Q': case 'R': case ']': case 'a':
+      case 'b': case 'd': case '}': case 'e': case 'l': case ')': case 's': case 't': case 'u':
+      case 'o': case 0x81: case 0x85: case 0x86: case 0x87: case 0x88: case 0x89: case 0x8f:
+      case 0x90: case 0x91: case 0x92: case 0x93: case 0x94: case 0x97: case 0x98:
+        break;  // no argument
+      case 'K': case 'h': case 'q': case 0x80: case 0x82: uint_le(1); break;
+      case 'M': case 0x83: uint_le(2); break;
+      case 'J': case 'j': case 'r': case 0x84: uint_le(4); break;
+      case 'G': uint_le(8); break;
+      case 'I': case 'L': case 'F': case 'S': case 'V': case 'P': case 'g': case 'p': line(); break;
+      case 'c': case 'i': line(); line(); break;
+      case 'U': case 'C': case 0x8a: case 0x8c: counted(1, "a string"); break;
+      case 'T': case 'X': case 'B': case 0x8b: counted(4, "a string"); break;
+      case 0x8d: case 0x8e: case 0x96: counted(8, "a string"); break;
+      case 0x95: need(uint_le(8), "a frame"); break;  // FRAME: its opcodes follow inline
+      default: --pos; fail("unknown opcode 0x" + std::string(1, "0123456789abcdef"[op >> 4]) + "0123456789abcdef"[op & 15]);
+    }
+  }
+  fail("no STOP opcode before the end");
+}
+
 }  // namespace halsal::io::pickle
