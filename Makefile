@@ -31,7 +31,7 @@ ASAN_BUILD ?= build-asan$(if $(filter-out wheel,$(TORCH)),-$(TORCH),)
 test-asan:
 	bash scripts/install-deps.sh $(TORCH) $(ASAN_BUILD)/torch-init.cmake
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -C $(ASAN_BUILD)/torch-init.cmake -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-	  -DHALSAL_SANITIZE=ON -DHALSAL_TEST_TIME_SCALE=8 $(CMAKE_ARGS)
+	  "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1" -DHALSAL_SANITIZE=ON -DHALSAL_TEST_TIME_SCALE=8 $(CMAKE_ARGS)
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=0 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=1 \

@@ -38,7 +38,7 @@ summary() {
 case "${1:-}" in
   --list) printf '%s\n' "${targets[@]}"; exit 0 ;;
   --summary) summary; exit 0 ;;
-  ""|-h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  ""|-h|--help) sed -n "2,$(($(grep -n "^set -euo" "$0" | cut -d: -f1) - 1))p" "$0" | sed "s/^# \{0,1\}//"; exit 0 ;;
 esac
 target=$1
 seconds=${2:?"usage: scripts/fuzz.sh TARGET SECONDS (see --help)"}
