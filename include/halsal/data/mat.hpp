@@ -8,13 +8,13 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "halsal/core/error.hpp"
+#include "halsal/data/image.hpp"  // read_file_bytes
 
 namespace halsal::data::mat {
 
@@ -274,9 +274,7 @@ class Mat5Check {
 
 /// Reads `file` and checks its layout (MAT v5/v7, either byte order) before matio opens it.
 inline void check_mat5(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw file_error(file, "cannot open");
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::vector<uint8_t> bytes = read_file_bytes(file);
   if (bytes.size() < 128) throw file_error(file, "too short for a MATLAB .mat file (" + std::to_string(bytes.size()) + " bytes, the header alone is 128)");
   const bool little = bytes[126] == 'I' && bytes[127] == 'M';
   const bool big = bytes[126] == 'M' && bytes[127] == 'I';
