@@ -188,8 +188,12 @@ class Matrix:
         import re
         r = run(args, timeout=timeout, cwd=cwd)
         why = None
+        sanitizer = re.search(r"ERROR: \w+Sanitizer|runtime error: ", r.err)
         if r.timed_out:
             why = "hung (killed after %d s)" % timeout
+        elif sanitizer:
+            # Sanitizers exit with 1 too: a report must not pass for the expected error.
+            why = "sanitizer report (%s)" % sanitizer.group(0)
         elif r.rc < 0:
             why = "killed by signal %s" % signal.Signals(-r.rc).name
         elif r.rc != 1:

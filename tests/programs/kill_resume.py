@@ -23,6 +23,7 @@ import argparse
 import glob
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -91,6 +92,11 @@ def interrupt(args, trigger, sig, label):
         return None
     err = err.decode(errors="replace")
     seconds = time.monotonic() - t0
+    sanitizer = re.search(r"ERROR: \w+Sanitizer|runtime error: ", err)
+    if sanitizer:
+        # Sanitizers exit non-zero like a stopped run: a report must not pass for a stop.
+        fail("%s: sanitizer report (%s)\n%s" % (label, sanitizer.group(0), err[-3000:]))
+        return None
     if not fired:
         if p.returncode != 0:
             fail("%s: exit %s before the trigger\n%s" % (label, p.returncode, err[-3000:]))

@@ -527,6 +527,8 @@ BOOST_AUTO_TEST_CASE(bad_files_give_errors_that_name_the_file) {
     CHECK_ERROR(io::read_safetensors(dir / name), name, "empty");
   }
   CHECK_ERROR(io::read_weights(dir / "absent.pth"), "absent.pth", "cannot open");
+  std::filesystem::create_directories(dir / "folder.pth");
+  CHECK_ERROR(io::read_weights(dir / "folder.pth"), "folder.pth", "is a folder, not a file");
 
   // Every truncation of every container is an error (never a crash or a partial result).
   for (const auto* bytes : {&zip, &legacy, &st}) {

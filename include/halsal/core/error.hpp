@@ -2,6 +2,7 @@
 #pragma once
 #include <filesystem>
 #include <stdexcept>
+#include <system_error>
 #include <string>
 
 namespace halsal {
@@ -16,5 +17,19 @@ class Error : public std::runtime_error {
 inline Error file_error(const std::filesystem::path& file, const std::string& what) {
   return Error(file.string() + ": " + what);
 }
+
+namespace detail {
+
+/// Why `file` cannot be read as a file: "is a folder, not a file", "is not a regular file" or
+/// "no such file".
+inline std::string not_a_file(const std::filesystem::path& file) {
+  std::error_code ec;
+  const auto status = std::filesystem::status(file, ec);
+  if (std::filesystem::is_directory(status)) return "is a folder, not a file";
+  if (std::filesystem::exists(status)) return "is not a regular file";
+  return "no such file";
+}
+
+}  // namespace detail
 
 }  // namespace halsal

@@ -172,12 +172,6 @@ namespace detail {
 
 /// Lines of a text file with their 1-based numbers; CR and surrounding blanks removed, blank lines
 /// dropped.
-/// Why `file` cannot be read as a file: "is a folder, not a file" or "no such file".
-inline std::string not_a_file(const std::filesystem::path& file) {
-  std::error_code ec;
-  return std::filesystem::is_directory(file, ec) ? "is a folder, not a file" : "no such file";
-}
-
 inline std::vector<std::pair<size_t, std::string>> read_lines(const std::filesystem::path& file) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(file, ec)) throw file_error(file, not_a_file(file));

@@ -210,8 +210,7 @@ inline std::string truncation_problem(const std::string& format, const uint8_t* 
 /// Reads a whole file; an Error naming it when it is missing or unreadable.
 inline std::vector<uint8_t> read_file_bytes(const std::filesystem::path& path) {
   std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) throw file_error(path, "no such file");
-  if (std::filesystem::is_directory(path, ec)) throw file_error(path, "is a folder, not a file");
+  if (!std::filesystem::is_regular_file(path, ec)) throw file_error(path, detail::not_a_file(path));
   std::ifstream in(path, std::ios::binary);
   if (!in) throw file_error(path, std::string("cannot open: ") + std::strerror(errno));
   in.seekg(0, std::ios::end);

@@ -67,84 +67,109 @@ inline std::string optimizer_kind(const torch::optim::Optimizer* o) {
   return "other";
 }
 
-/// An optimizer's per-parameter state: LibTorch 1.x keys it by the TensorImpl's address as a
-/// string, 2.x by the address itself.
+/// The key of p's entry in an optimizer's per-parameter state: LibTorch 1.x keys it by the
+/// TensorImpl's address as a string, 2.x by the address itself.
 template <class Map>
-torch::optim::OptimizerParamState* find_param_state(Map& states, const torch::Tensor& p) {
+typename Map::key_type param_state_key(const torch::Tensor& p) {
   if constexpr (std::is_same_v<typename Map::key_type, std::string>) {
     std::ostringstream key;
     key << p.unsafeGetTensorImpl();
-    auto it = states.find(key.str());
-    return it == states.end() ? nullptr : it->second.get();
+    return key.str();
   } else {
-    auto it = states.find(p.unsafeGetTensorImpl());
-    return it == states.end() ? nullptr : it->second.get();
+    return static_cast<typename Map::key_type>(p.unsafeGetTensorImpl());
   }
+}
+
+/// p's state in `states`, or null when it has none.
+template <class Map>
+torch::optim::OptimizerParamState* find_param_state(Map& states, const torch::Tensor& p) {
+  auto it = states.find(param_state_key<Map>(p));
+  return it == states.end() ? nullptr : it->second.get();
 }
 
 /// Installs `s` as p's state; a null `s` removes p's state.
 template <class Map>
 void set_param_state(Map& states, const torch::Tensor& p, std::unique_ptr<torch::optim::OptimizerParamState> s) {
-  auto put = [&](const auto& key) {
-    if (s)
-      states[key] = std::move(s);
-    else
-      states.erase(key);
-  };
-  if constexpr (std::is_same_v<typename Map::key_type, std::string>) {
-    std::ostringstream key;
-    key << p.unsafeGetTensorImpl();
-    put(key.str());
-  } else {
-    put(static_cast<typename Map::key_type>(p.unsafeGetTensorImpl()));
-  }
+  auto key = param_state_key<Map>(p);
+  if (s)
+    states[key] = std::move(s);
+  else
+    states.erase(key);
 }
 
 /// True for the optimizers whose state halsal stores as tensors and JSON (format 2).
 inline bool tensor_state_kind(const std::string& kind) { return kind == "SGD" || kind == "Adam" || kind == "AdamW"; }
 
-/// One parameter group's hyper-parameters as JSON.
-inline nlohmann::json group_options(const std::string& kind, torch::optim::OptimizerOptions& o) {
-  if (kind == "SGD") {
-    auto& x = static_cast<torch::optim::SGDOptions&>(o);
-    return {{"lr", x.lr()}, {"momentum", x.momentum()}, {"dampening", x.dampening()},
-            {"weight_decay", x.weight_decay()}, {"nesterov", x.nesterov()}};
-  }
-  auto get = [](auto& x) {
-    return nlohmann::json{{"lr", x.lr()}, {"beta1", std::get<0>(x.betas())}, {"beta2", std::get<1>(x.betas())},
-                          {"eps", x.eps()}, {"weight_decay", x.weight_decay()}, {"amsgrad", x.amsgrad()}};
-  };
-  return kind == "Adam" ? get(static_cast<torch::optim::AdamOptions&>(o)) : get(static_cast<torch::optim::AdamWOptions&>(o));
-}
-
-/// One parameter group's hyper-parameters, read back from JSON and checked before use.
+/// One parameter group's hyper-parameters (SGD, Adam or AdamW), read from an optimizer or from
+/// JSON, written to either.
 struct GroupOptions {
   double lr = 0, momentum = 0, dampening = 0, weight_decay = 0, beta1 = 0, beta2 = 0, eps = 0;
   bool nesterov = false, amsgrad = false;
 
-  /// Throws nlohmann::json exceptions for missing or mistyped keys, Error for non-finite values.
-  static GroupOptions parse(const std::string& kind, const nlohmann::json& j) {
+  /// The numbers `kind` stores, by JSON key; one list for writing and reading.
+  static std::vector<std::pair<const char*, double GroupOptions::*>> numbers(const std::string& kind) {
+    if (kind == "SGD")
+      return {{"lr", &GroupOptions::lr}, {"momentum", &GroupOptions::momentum},
+              {"dampening", &GroupOptions::dampening}, {"weight_decay", &GroupOptions::weight_decay}};
+    return {{"lr", &GroupOptions::lr}, {"beta1", &GroupOptions::beta1}, {"beta2", &GroupOptions::beta2},
+            {"eps", &GroupOptions::eps}, {"weight_decay", &GroupOptions::weight_decay}};
+  }
+  /// The one flag `kind` stores, with its JSON key.
+  static std::pair<const char*, bool GroupOptions::*> flag(const std::string& kind) {
+    return kind == "SGD" ? std::make_pair("nesterov", &GroupOptions::nesterov)
+                         : std::make_pair("amsgrad", &GroupOptions::amsgrad);
+  }
+
+  /// The options of one of `optimizer`'s groups.
+  static GroupOptions of(const std::string& kind, torch::optim::OptimizerOptions& o) {
     GroupOptions g;
-    auto number = [&](const char* key) {
-      const double v = j.at(key).get<double>();
-      if (!std::isfinite(v)) throw Error(std::string("'") + key + "' is not a finite number");
-      return v;
-    };
-    g.lr = number("lr");
-    g.weight_decay = number("weight_decay");
     if (kind == "SGD") {
-      g.momentum = number("momentum");
-      g.dampening = number("dampening");
-      g.nesterov = j.at("nesterov").get<bool>();
-    } else {
-      g.beta1 = number("beta1");
-      g.beta2 = number("beta2");
-      g.eps = number("eps");
-      g.amsgrad = j.at("amsgrad").get<bool>();
+      auto& x = static_cast<torch::optim::SGDOptions&>(o);
+      g.lr = x.lr();
+      g.momentum = x.momentum();
+      g.dampening = x.dampening();
+      g.weight_decay = x.weight_decay();
+      g.nesterov = x.nesterov();
+      return g;
     }
+    auto get = [&](auto& x) {
+      g.lr = x.lr();
+      g.beta1 = std::get<0>(x.betas());
+      g.beta2 = std::get<1>(x.betas());
+      g.eps = x.eps();
+      g.weight_decay = x.weight_decay();
+      g.amsgrad = x.amsgrad();
+    };
+    if (kind == "Adam")
+      get(static_cast<torch::optim::AdamOptions&>(o));
+    else
+      get(static_cast<torch::optim::AdamWOptions&>(o));
     return g;
   }
 
+  /// The JSON a checkpoint stores: the numbers and the flag of `kind`.
+  nlohmann::json to_json(const std::string& kind) const {
+    nlohmann::json j;
+    for (const auto& [key, member] : numbers(kind)) j[key] = this->*member;
+    const auto [key, member] = flag(kind);
+    j[key] = this->*member;
+    return j;
+  }
+
+  /// Throws nlohmann::json exceptions for missing or mistyped keys, Error for non-finite values.
+  static GroupOptions parse(const std::string& kind, const nlohmann::json& j) {
+    GroupOptions g;
+    for (const auto& [key, member] : numbers(kind)) {
+      const double v = j.at(key).get<double>();
+      if (!std::isfinite(v)) throw Error(std::string("'") + key + "' is not a finite number");
+      g.*member = v;
+    }
+    const auto [key, member] = flag(kind);
+    g.*member = j.at(key).get<bool>();
+    return g;
+  }
+
+  /// Sets one of an optimizer's groups to these options.
   void apply(const std::string& kind, torch::optim::OptimizerOptions& o) const {
     if (kind == "SGD") {
       static_cast<torch::optim::SGDOptions&>(o).lr(lr).momentum(momentum).dampening(dampening).weight_decay(weight_decay).nesterov(nesterov);
@@ -171,7 +196,7 @@ inline nlohmann::json save_tensor_state(torch::optim::Optimizer& optimizer, cons
   nlohmann::json groups = nlohmann::json::array(), steps = nlohmann::json::object();
   std::size_t index = 0;
   for (auto& group : optimizer.param_groups()) {
-    auto options = group_options(kind, group.options());
+    auto options = GroupOptions::of(kind, group.options()).to_json(kind);
     options["params"] = group.params().size();
     groups.push_back(options);
     for (const auto& p : group.params()) {
@@ -288,10 +313,8 @@ class TensorState {
     for (std::size_t g = 0; g < groups.size(); ++g) {
       options_[g].apply(kind_, groups[g].options());
       for (const auto& p : groups[g].params()) {
-        if (states_[index])
-          set_param_state(optimizer_.state(), p, std::move(states_[index]));
-        else
-          set_param_state(optimizer_.state(), p, nullptr);  // saved before its first step: no state
+        // A parameter saved before its first step has no state: a null entry removes it.
+        set_param_state(optimizer_.state(), p, std::move(states_[index]));
         ++index;
       }
     }

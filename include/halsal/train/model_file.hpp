@@ -224,7 +224,8 @@ namespace detail {
 /// A model file's information and tensors; errors name the file.
 inline std::pair<ModelInfo, io::TensorDict> read_model_file(const std::filesystem::path& file) {
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(file, ec)) throw file_error(file, "no such model file");
+  if (!std::filesystem::is_regular_file(file, ec))
+    throw file_error(file, std::filesystem::exists(file, ec) ? detail::not_a_file(file) : "no such model file");
   io::WeightsFile w = io::read_weights_file(file);
   if (w.format != io::WeightsFormat::Safetensors)
     throw file_error(file, std::string("not a halsal model file: a ") + io::format_name(w.format) +
