@@ -174,7 +174,7 @@ namespace detail {
 /// dropped.
 inline std::vector<std::pair<size_t, std::string>> read_lines(const std::filesystem::path& file) {
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(file, ec)) throw file_error(file, not_a_file(file));
+  if (!std::filesystem::is_regular_file(file, ec)) throw file_error(file, halsal::detail::not_a_file(file));
   std::ifstream in(file);
   if (!in) throw file_error(file, "cannot open");
   std::vector<std::pair<size_t, std::string>> lines;

@@ -210,7 +210,7 @@ inline std::string truncation_problem(const std::string& format, const uint8_t* 
 /// Reads a whole file; an Error naming it when it is missing or unreadable.
 inline std::vector<uint8_t> read_file_bytes(const std::filesystem::path& path) {
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) throw file_error(path, detail::not_a_file(path));
+  if (!std::filesystem::is_regular_file(path, ec)) throw file_error(path, halsal::detail::not_a_file(path));
   std::ifstream in(path, std::ios::binary);
   if (!in) throw file_error(path, std::string("cannot open: ") + std::strerror(errno));
   in.seekg(0, std::ios::end);

@@ -289,7 +289,7 @@ inline void check_mat5(const std::filesystem::path& file) {
 inline FilePtr open_file(const std::filesystem::path& file) {
   install_logger();
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(file, ec)) throw file_error(file, detail::not_a_file(file));
+  if (!std::filesystem::is_regular_file(file, ec)) throw file_error(file, halsal::detail::not_a_file(file));
   if (std::filesystem::file_size(file, ec) == 0) throw file_error(file, "empty file (0 bytes), not a .mat file");
   check_mat5(file);
   last_message().clear();

@@ -189,7 +189,7 @@ inline Split load_split(const std::filesystem::path& csv, std::shared_ptr<const 
   bool header = false;
   std::set<size_t> seen;
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(csv, ec)) throw file_error(csv, detail::not_a_file(csv));
+  if (!std::filesystem::is_regular_file(csv, ec)) throw file_error(csv, halsal::detail::not_a_file(csv));
   std::ifstream in(csv);
   if (!in) throw file_error(csv, "cannot open");
   std::string line;

@@ -114,7 +114,7 @@ class MappedFile {
     struct stat st {};
     if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
       ::close(fd);
-      throw file_error(path_, detail::not_a_file(path_));
+      throw file_error(path_, halsal::detail::not_a_file(path_));
     }
     size_ = static_cast<std::size_t>(st.st_size);
     if (size_ == 0) {

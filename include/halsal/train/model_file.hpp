@@ -225,7 +225,7 @@ namespace detail {
 inline std::pair<ModelInfo, io::TensorDict> read_model_file(const std::filesystem::path& file) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(file, ec))
-    throw file_error(file, std::filesystem::exists(file, ec) ? detail::not_a_file(file) : "no such model file");
+    throw file_error(file, std::filesystem::exists(file, ec) ? halsal::detail::not_a_file(file) : "no such model file");
   io::WeightsFile w = io::read_weights_file(file);
   if (w.format != io::WeightsFormat::Safetensors)
     throw file_error(file, std::string("not a halsal model file: a ") + io::format_name(w.format) +
