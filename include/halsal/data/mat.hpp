@@ -69,6 +69,10 @@ class Mat5Check {
         inflated_ = false;
         pos += t.header + padded(t);
       } else if (t.type == kMatrix) {
+        // A variable always has flags, dimensions and a name; matio reads them after the tag
+        // whatever length the tag declares, so a variable of 0 bytes would be read from the
+        // elements that follow it (a fuzzed file made matio ask for 10 GB that way).
+        if (t.bytes == 0) fail("a variable of 0 bytes (its flags, dimensions and name are missing)");
         pos += t.header + nested(t, body, buf + size, depth + 1);
       } else {  // other top-level element types are ignored by matio too
         pos += t.header + padded(t);
