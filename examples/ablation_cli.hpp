@@ -1,7 +1,7 @@
 // The command line both ablation programs share (halsal_ablation_depth, halsal_ablation_fusion):
 // they differ only in their type lists, which they pass in as one runner per backbone.
 #pragma once
-#include <halsal/train/ablation.hpp>
+#include <halsal/experiments/ablation.hpp>
 
 #include <CLI/CLI.hpp>
 #include <iostream>

@@ -2,7 +2,7 @@
 // (CLI11 parsing itself is in cli_parse.hpp).
 #pragma once
 #include <halsal/saliency/saliency_branch.hpp>
-#include <halsal/train/experiment.hpp>
+#include <halsal/experiments/experiment.hpp>
 
 #include "cli_parse.hpp"
 

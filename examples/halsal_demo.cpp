@@ -2,7 +2,7 @@
 // synthetic flowers: an RGB branch pretrained on base classes, Step I, and Baseline-RGB vs
 // Approaches A and B on k-shot splits of novel classes (a few minutes on a 2-core CPU).
 #include <halsal/halsal.hpp>
-#include <halsal/train/demo.hpp>
+#include <halsal/demo/demo.hpp>
 
 #include <CLI/CLI.hpp>
 #include <chrono>

@@ -2,7 +2,7 @@
 // k-shot split stored in the model, or on all images — and writes per-class accuracy, the
 // confusion matrix and every image's prediction.
 #include <halsal/halsal.hpp>
-#include <halsal/train/model_file.hpp>
+#include <halsal/models/model_file.hpp>
 
 #include <CLI/CLI.hpp>
 #include <iostream>
@@ -28,10 +28,7 @@ int main(int argc, char** argv) {
 
   try {
     std::optional<int> k;
-    if (!k_text.empty()) {
-      const int v = halsal::eval::parse_k(k_text);
-      k = v == halsal::eval::kFullSplit ? halsal::data::kOfficial : v;
-    }
+    if (!k_text.empty()) k = halsal::data::parse_k(k_text);
     std::optional<uint64_t> seed_override;
     if (seed_opt->count() > 0) seed_override = seed;
     const ht::LoadedModel m = ht::load_model(model_file, device);

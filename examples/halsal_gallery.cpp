@@ -1,8 +1,8 @@
 // halsal_gallery: the paper's Tables 3-4 from two model files — test images where ours is right and
 // the baseline wrong, then the reverse, each with our saliency and an example of our prediction.
 #include <halsal/halsal.hpp>
-#include <halsal/train/model_file.hpp>
-#include <halsal/viz/comparison.hpp>
+#include <halsal/models/model_file.hpp>
+#include <halsal/models/comparison.hpp>
 
 #include <CLI/CLI.hpp>
 #include <iostream>

@@ -1,7 +1,7 @@
 // halsal_protocol: the paper's k-shot tables (methods × k × seeds), resumable, and Step I with
 // its held-out check.
 #include <halsal/halsal.hpp>
-#include <halsal/train/experiment.hpp>
+#include <halsal/experiments/experiment.hpp>
 
 #include <CLI/CLI.hpp>
 #include <iostream>

@@ -2,7 +2,7 @@
 // writes it as a model file (weights + backbone, method, classes, preprocessing, split) that
 // halsal_eval, halsal_predict and halsal_gallery read.
 #include <halsal/halsal.hpp>
-#include <halsal/train/model_file.hpp>
+#include <halsal/models/model_file.hpp>
 
 #include <CLI/CLI.hpp>
 #include <iostream>
@@ -35,8 +35,7 @@ int main(int argc, char** argv) {
     ht::TrainModelOptions t;
     t.backbone = backbone;
     t.method = method;
-    const int k = halsal::eval::parse_k(k_text);
-    t.k = k == halsal::eval::kFullSplit ? halsal::data::kOfficial : k;
+    t.k = halsal::data::parse_k(k_text);
     t.seed = seed;
     t.keep_checkpoints = keep_checkpoints;
     t.experiment.config = flags.config();

@@ -4,7 +4,7 @@
 #include <cstdint>
 
 #include "fuzz_file.hpp"
-#include "halsal/train/model_file.hpp"
+#include "halsal/models/model_file.hpp"
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   const auto dir = halsal_fuzz::seed_dir();

@@ -2,7 +2,7 @@
 // known numbers and its files, a small depth ablation that resumes without re-training, per-variant
 // Step I caching, and the errors of A/B without Step I data.
 #include <halsal/halsal.hpp>
-#include <halsal/train/ablation.hpp>
+#include <halsal/experiments/ablation.hpp>
 
 #include <fstream>
 #include <sstream>
@@ -50,12 +50,12 @@ BOOST_AUTO_TEST_CASE(variant_labels_from_type_lists) {
 
 BOOST_AUTO_TEST_CASE(aggregation_for_known_numbers) {
   const auto nan = std::numeric_limits<double>::quiet_NaN();
-  const auto s = ht::mean_and_std({1, 2, nan, 3, 4});
+  const auto s = halsal::eval::mean_and_std({1, 2, nan, 3, 4});
   BOOST_TEST(s.n == 4);
   BOOST_TEST(s.mean == 2.5);
   BOOST_TEST(s.std == std::sqrt(5.0 / 3.0), boost::test_tools::tolerance(1e-12));  // ddof = 1
-  BOOST_TEST(std::isnan(ht::mean_and_std({7}).std));
-  BOOST_TEST(ht::mean_and_std({}).n == 0);
+  BOOST_TEST(std::isnan(halsal::eval::mean_and_std({7}).std));
+  BOOST_TEST(halsal::eval::mean_and_std({}).n == 0);
 
   const std::vector<ht::AblationRun> runs{
       {"Conv-1", 5, 0, 88, 99}, {"Conv-1", 5, 1, 90, 100}, {"Conv-1", 5, 2, 92, 101},  // 90 ± 2, 100 ± 1
@@ -103,7 +103,7 @@ BOOST_AUTO_TEST_CASE(aggregation_for_known_numbers) {
 
   // runs.csv round trip, in order, exact.
   const auto dir = test::scratch_dir("ablation_aggregate");
-  ::halsal::detail::write_file_atomic(dir / "runs.csv", ht::ablation_runs_csv(runs));
+  ::halsal::io::write_file_atomic(dir / "runs.csv", ht::ablation_runs_csv(runs));
   BOOST_TEST(slurp(dir / "runs.csv").find("variant,k,seed,top1,top5\nConv-1,5,0,88,99\n") == 0u);
   const auto back = ht::read_ablation_runs(dir / "runs.csv");
   BOOST_REQUIRE(back.size() == runs.size());
@@ -114,7 +114,7 @@ BOOST_AUTO_TEST_CASE(aggregation_for_known_numbers) {
     BOOST_TEST(back[i].top1 == runs[i].top1);
   }
   BOOST_TEST(ht::read_ablation_runs(dir / "absent.csv").empty());
-  ::halsal::detail::write_file_atomic(dir / "bad.csv", "method,k,seed,top1,top5\n");
+  ::halsal::io::write_file_atomic(dir / "bad.csv", "method,k,seed,top1,top5\n");
   BOOST_CHECK_THROW(ht::read_ablation_runs(dir / "bad.csv"), Error);
 }
 
@@ -154,7 +154,7 @@ BOOST_AUTO_TEST_CASE(depth_ablation_writes_files_and_resumes) {
   for (size_t i = 0; i < 3; ++i) {
     const auto& r = first.runs[i];
     BOOST_TEST(r.variant == labels[i]);
-    BOOST_TEST(rows[i + 1] == labels[i] + ",1,0," + ::halsal::detail::format_exact(r.top1) + ",100");
+    BOOST_TEST(rows[i + 1] == labels[i] + ",1,0," + ::halsal::format_exact(r.top1) + ",100");
     BOOST_TEST(std::fmod(r.top1, 10.0) == 0.0);  // 10 test images: multiples of 10 %
     BOOST_TEST(first.cell(labels[i], 1).mean == r.top1);
     BOOST_TEST(first.cell(labels[i], 1).n == 1);

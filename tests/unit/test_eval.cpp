@@ -181,9 +181,9 @@ ResultsTable known_table() {
   t.add("Baseline-RGB", 5, 0, 60);
   t.add("Baseline-RGB", 5, 1, 62);
   t.add("Baseline-RGB", 5, 2, 64);
-  t.add("Baseline-RGB", kFullSplit, 0, 80);
-  t.add("Baseline-RGB", kFullSplit, 1, 80);
-  t.add("Baseline-RGB", kFullSplit, 2, 83);
+  t.add("Baseline-RGB", kOfficial, 0, 80);
+  t.add("Baseline-RGB", kOfficial, 1, 80);
+  t.add("Baseline-RGB", kOfficial, 2, 83);
   t.add("Approach B", 5, 0, 68.7);
   t.add("Approach B", 1, 0, 37.3);
   return t;
@@ -192,9 +192,9 @@ ResultsTable known_table() {
 
 BOOST_AUTO_TEST_CASE(table_cells_average_and_exact_output) {
   ResultsTable t = known_table();
-  BOOST_TEST((t.ks() == std::vector<int>{1, 5, kFullSplit}));
+  BOOST_TEST((t.ks() == std::vector<int>{1, 5, kOfficial}));
   BOOST_TEST((t.methods() == std::vector<std::string>{"Baseline-RGB", "Approach B"}));
-  CellStats c = t.cell("Baseline-RGB", kFullSplit);
+  CellStats c = t.cell("Baseline-RGB", kOfficial);
   BOOST_TEST(c.n == 3);
   BOOST_TEST(c.mean == 81.0, boost::test_tools::tolerance(1e-12));
   BOOST_TEST(c.std == std::sqrt(3.0), boost::test_tools::tolerance(1e-12));  // ddof = 1
@@ -225,7 +225,7 @@ BOOST_AUTO_TEST_CASE(table_cells_average_and_exact_output) {
   t.add("Approach B", 1, 0, 40.0);  // replaces
   BOOST_TEST(t.cell("Approach B", 1).mean == 40.0);
   BOOST_TEST(t.records().size() == 11u);
-  BOOST_TEST(parse_k("K") == kFullSplit);
+  BOOST_TEST(parse_k("K") == kOfficial);
   BOOST_TEST(parse_k("15") == 15);
   BOOST_CHECK_THROW(parse_k("0"), Error);
   BOOST_CHECK_THROW(parse_k("5x"), Error);
@@ -256,7 +256,7 @@ BOOST_AUTO_TEST_CASE(table_long_csv_round_trip_and_resume) {
   BOOST_TEST(back.markdown() == t.markdown());
   BOOST_TEST(back.cell("SMIC, spectral \"SR\"", 1).mean == 1.0 / 3.0);  // exact round trip
   BOOST_TEST(read_text(dir / "table.md") == t.markdown());
-  BOOST_TEST(back.has("Baseline-RGB", kFullSplit, 2));
+  BOOST_TEST(back.has("Baseline-RGB", kOfficial, 2));
   BOOST_TEST(ResultsTable::read_long_csv_or_empty(dir / "absent.csv").records().empty());
 
   // CRLF line ends and a trailing blank line are accepted; duplicates: the later line wins.

@@ -1,8 +1,8 @@
 // The experiment layer: the protocol's table files for known numbers, resuming a protocol without
 // re-training finished cells, run_cell's errors, Step I's output file, and the demo pipeline.
 #include <halsal/halsal.hpp>
-#include <halsal/train/demo.hpp>
-#include <halsal/train/experiment.hpp>
+#include <halsal/demo/demo.hpp>
+#include <halsal/experiments/experiment.hpp>
 
 #include <fstream>
 #include <set>

@@ -2,8 +2,8 @@
 // network with identical outputs, bad files give errors that name them, predict() on an image file
 // agrees with infer, and the comparison gallery picks exactly the disagreeing images.
 #include <halsal/halsal.hpp>
-#include <halsal/train/model_file.hpp>
-#include <halsal/viz/comparison.hpp>
+#include <halsal/models/model_file.hpp>
+#include <halsal/models/comparison.hpp>
 
 #include <fstream>
 #include <sstream>

@@ -2,7 +2,7 @@
 // imprinting, the head-only warm-up, paired bootstrap differences, Step I's held-out check, and
 // the protocol's settings guard.
 #include <halsal/halsal.hpp>
-#include <halsal/train/experiment.hpp>
+#include <halsal/experiments/experiment.hpp>
 
 #include <fstream>
 #include <map>
@@ -178,13 +178,13 @@ BOOST_AUTO_TEST_CASE(paired_bootstrap_known_answers) {
   expect_error([&] { eval::paired_differences(x, z); }, {"test image 8 is in one run only"});
 
   const auto dir = test::scratch_dir("recipe_outcomes");
-  halsal::detail::write_file_atomic(dir / "t.csv", eval::to_csv(x));
+  ::halsal::io::write_file_atomic(dir / "t.csv", eval::to_csv(x));
   const auto back = eval::read_test_outcomes(dir / "t.csv");
   BOOST_TEST((back.index == x.index));
   BOOST_TEST((back.predicted == x.predicted));
-  halsal::detail::write_file_atomic(dir / "bad.csv", "index,label,predicted\n1,2\n");
+  ::halsal::io::write_file_atomic(dir / "bad.csv", "index,label,predicted\n1,2\n");
   expect_error([&] { eval::read_test_outcomes(dir / "bad.csv"); }, {"bad.csv", "line 2", "expected 3 fields"});
-  halsal::detail::write_file_atomic(dir / "neg.csv", "index,label,predicted\n1,-2,3\n");
+  ::halsal::io::write_file_atomic(dir / "neg.csv", "index,label,predicted\n1,-2,3\n");
   expect_error([&] { eval::read_test_outcomes(dir / "neg.csv"); }, {"neg.csv", "label '-2'"});
 }
 

@@ -126,10 +126,10 @@ BOOST_AUTO_TEST_CASE(line_chart_from_results_table) {
   for (int seed = 0; seed < 2; ++seed) {
     t.add("Baseline-RGB", 1, seed, 30 + seed);
     t.add("Baseline-RGB", 5, seed, 60 + seed);
-    t.add("Baseline-RGB", halsal::eval::kFullSplit, seed, 80 + seed);
+    t.add("Baseline-RGB", halsal::data::kOfficial, seed, 80 + seed);
   }
   t.add("Approach B", 1, 0, 37.3);
-  t.add("Approach B", halsal::eval::kFullSplit, 0, 85.0);
+  t.add("Approach B", halsal::data::kOfficial, 0, 85.0);
   LineChart c = line_chart_from_table(t, "Flowers");
   BOOST_TEST((c.x_ticks == std::vector<std::string>{"1", "5", "K"}));
   BOOST_TEST(c.series.size() == 2u);

@@ -23,6 +23,7 @@
 #include "halsal/data/loader.hpp"
 #include "halsal/data/mat.hpp"
 #include "halsal/data/rng.hpp"
+#include "halsal/data/shots.hpp"
 #include "halsal/data/split.hpp"
 #include "halsal/data/synthetic.hpp"
 #include "halsal/data/tensor.hpp"

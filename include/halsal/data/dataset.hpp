@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "halsal/core/error.hpp"
+#include "halsal/core/text.hpp"
 #include "halsal/data/image.hpp"
 #include "halsal/data/mat.hpp"
 #include "halsal/data/rng.hpp"
@@ -188,43 +189,6 @@ inline std::vector<std::pair<size_t, std::string>> read_lines(const std::filesys
     if (b < line.size()) lines.emplace_back(n, line.substr(b));
   }
   return lines;
-}
-
-/// Splits one CSV line (RFC 4180 quoting).
-inline std::vector<std::string> csv_fields(const std::string& line) {
-  std::vector<std::string> out;
-  std::string cur;
-  bool quoted = false;
-  for (size_t i = 0; i < line.size(); ++i) {
-    const char c = line[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
-        cur += '"';
-        ++i;
-      } else if (c == '"') {
-        quoted = false;
-      } else {
-        cur += c;
-      }
-    } else if (c == '"') {
-      quoted = true;
-    } else if (c == ',') {
-      out.push_back(cur);
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  out.push_back(cur);
-  return out;
-}
-
-/// Quotes a CSV field when it needs it.
-inline std::string csv_quote(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
 }
 
 /// Whitespace-separated fields.

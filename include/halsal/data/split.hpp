@@ -12,17 +12,13 @@
 #include <vector>
 
 #include "halsal/core/error.hpp"
+#include "halsal/core/text.hpp"
 #include "halsal/data/dataset.hpp"
 #include "halsal/data/rng.hpp"
+#include "halsal/data/shots.hpp"
 #include "halsal/io/bytes.hpp"  // io::AtomicFile
 
 namespace halsal::data {
-
-/// k for "the official training split" (the paper's K column).
-constexpr int kOfficial = -1;
-
-/// The paper's k values: 1, 2, 3, 5, 10, 15, 20, 25, 30 (and K = kOfficial).
-inline std::vector<int> paper_ks() { return {1, 2, 3, 5, 10, 15, 20, 25, 30}; }
 
 /// Some samples of a dataset (the dataset is shared, not copied).
 struct Subset {
@@ -58,7 +54,7 @@ struct Split {
   /// "k=5 seed=0: 510 train, 510 val, 510 test".
   std::string summary() const {
     std::ostringstream os;
-    os << "k=" << (k == kOfficial ? std::string("K") : std::to_string(k)) << " seed=" << seed << ": "
+    os << "k=" << k_label(k) << " seed=" << seed << ": "
        << train.size() << " train, " << val.size() << " val, " << test.size() << " test";
     return os.str();
   }
@@ -137,7 +133,7 @@ inline Split kshot(std::shared_ptr<const Dataset> data, int k, uint64_t seed, co
     const size_t need = T + V + (k == kOfficial ? 1 : static_cast<size_t>(k));
     if (v.size() < need)
       throw Error(d.summary() + ": " + detail::class_label(d, c) + " has " + std::to_string(v.size()) +
-                  " images; k=" + (k == kOfficial ? std::string("K") : std::to_string(k)) + " needs " +
+                  " images; k=" + k_label(k) + " needs " +
                   std::to_string(T) + " test + " + std::to_string(V) + " val + " +
                   (k == kOfficial ? std::string("at least 1") : std::to_string(k)) + " train = " +
                   std::to_string(need));
@@ -165,12 +161,12 @@ inline void save_split(const Split& s, const std::filesystem::path& csv) {
   }
   std::ostringstream out;  // written atomically below: a failed write leaves no partial file
   out << "# halsal split v1\n# dataset: " << d.layout << " " << d.root.generic_string() << "\n# classes: "
-      << d.num_classes() << "\n# k: " << (s.k == kOfficial ? std::string("K") : std::to_string(s.k))
+      << d.num_classes() << "\n# k: " << k_label(s.k)
       << "\n# seed: " << s.seed << "\nset,label,path\n";
   for (const auto& [name, sub] : {std::pair<const char*, const Subset*>{"train", &s.train},
                                   {"val", &s.val},
                                   {"test", &s.test}})
-    for (size_t i : sub->indices) out << name << ',' << d.samples[i].label << ',' << detail::csv_quote(d.key(i)) << '\n';
+    for (size_t i : sub->indices) out << name << ',' << d.samples[i].label << ',' << csv_quote(d.key(i)) << '\n';
   const std::string bytes = out.str();
   io::AtomicFile file(csv);
   file.write(bytes.data(), bytes.size());
@@ -203,7 +199,7 @@ inline Split load_split(const std::filesystem::path& csv, std::shared_ptr<const 
       if (w.size() == 2 && w[0] == "seed:") s.seed = static_cast<uint64_t>(detail::parse_int(w[1], csv, n));
       continue;
     }
-    auto f = detail::csv_fields(line);
+    auto f = csv_fields(line);
     if (!header) {
       if (f.size() != 3 || f[0] != "set" || f[1] != "label" || f[2] != "path")
         throw file_error(csv, where + "expected the header 'set,label,path'");

@@ -3,7 +3,8 @@
 // Accuracies are fractions in [0, 1]; the printed reports show percent.
 #pragma once
 #include <halsal/core/error.hpp>
-#include <halsal/eval/table.hpp>  // detail::write_file_atomic, detail::format_fixed
+#include <halsal/core/text.hpp>
+#include <halsal/io/bytes.hpp>  // io::write_file_atomic
 
 #include <ATen/ATen.h>
 #include <Eigen/Dense>
@@ -211,7 +212,7 @@ class ClassificationMetrics {
   /// Writes to_markdown() atomically.
   void write_markdown(const std::filesystem::path& path,
                       const std::string& title = "Evaluation") const {
-    detail::write_file_atomic(path, to_markdown(title));
+    io::write_file_atomic(path, to_markdown(title));
   }
 
   /// Writes the confusion matrix as CSV (header `true\pred,0,1,...`), atomically.
@@ -225,12 +226,12 @@ class ClassificationMetrics {
       for (Eigen::Index p = 0; p < confusion_.cols(); ++p) os << ',' << confusion_(t, p);
       os << '\n';
     }
-    detail::write_file_atomic(path, os.str());
+    io::write_file_atomic(path, os.str());
   }
 
   /// Percent text of a fraction with one decimal ("n/a" for NaN).
   static std::string pct(double fraction) {
-    return std::isnan(fraction) ? "n/a" : detail::format_fixed(100.0 * fraction, 1) + "%";
+    return std::isnan(fraction) ? "n/a" : format_fixed(100.0 * fraction, 1) + "%";
   }
 
  private:

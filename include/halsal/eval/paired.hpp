@@ -40,7 +40,7 @@ struct PairedDifference {
 inline std::string to_text(const PairedDifference& d, int decimals = 1) {
   if (d.pairs == 0 || std::isnan(d.mean)) return "—";
   auto sign = [&](double v) {
-    std::string t = detail::format_fixed(v, decimals);
+    std::string t = format_fixed(v, decimals);
     return (t[0] == '-' || t.find_first_not_of("0.") == std::string::npos) ? t : "+" + t;
   };
   return sign(d.mean) + " [" + sign(d.lo) + ", " + sign(d.hi) + "]";
@@ -250,8 +250,8 @@ inline std::string paired_csv(const std::vector<PairedRow>& rows) {
       if (i) seeds += ' ';
       seeds += std::to_string(r.seeds[i]);
     }
-    auto num = [](double v) { return std::isnan(v) ? std::string() : detail::format_fixed(v, 3); };
-    out += detail::csv_field(r.method) + "," + k_label(r.k) + "," + seeds + "," + std::to_string(r.diff.pairs) + "," +
+    auto num = [](double v) { return std::isnan(v) ? std::string() : format_fixed(v, 3); };
+    out += csv_quote(r.method) + "," + k_label(r.k) + "," + seeds + "," + std::to_string(r.diff.pairs) + "," +
            num(r.diff.mean) + "," + num(r.diff.lo) + "," + num(r.diff.hi) + "\n";
   }
   return out;

@@ -3,7 +3,7 @@
 // mass share equals the area share); one that looks only at the object scores 1 / area_share.
 #pragma once
 #include <halsal/core/error.hpp>
-#include <halsal/eval/table.hpp>  // detail::format_fixed
+#include <halsal/core/text.hpp>
 
 #include <ATen/ATen.h>
 
@@ -91,7 +91,6 @@ inline SaliencyOnObjectSummary summarize(const std::vector<SaliencyOnObject>& sc
 
 /// "saliency on object: 62.0% of the mass on 30.0% of the area (ratio 2.07, 12 images)".
 inline std::ostream& operator<<(std::ostream& os, const SaliencyOnObjectSummary& s) {
-  using halsal::detail::format_fixed;
   return os << "saliency on object: " << format_fixed(100 * s.mass_share, 1) << "% of the mass on "
             << format_fixed(100 * s.area_share, 1) << "% of the area (ratio "
             << format_fixed(s.ratio, 2) << ", " << s.images << " images)";

@@ -13,10 +13,12 @@
 // only
 //   when the method has every column of the table (a partial row would not be comparable): "—"
 //   else;
-// - k = kFullSplit (printed "K") is the dataset's full training split and sorts after every number.
+// - k = kOfficial (printed "K") is the dataset's full training split and sorts after every number.
 #pragma once
 #include <halsal/core/error.hpp>
-#include <halsal/io/bytes.hpp>  // io::AtomicFile
+#include <halsal/core/text.hpp>
+#include <halsal/data/shots.hpp>
+#include <halsal/io/bytes.hpp>  // io::write_file_atomic
 
 #include <algorithm>
 #include <cmath>
@@ -36,73 +38,14 @@
 #include <vector>
 
 namespace halsal {
-namespace detail {
-
-/// Writes `bytes` to `path` atomically (io::AtomicFile: temp file, fsync, rename); creates parents.
-inline void write_file_atomic(const std::filesystem::path& path, std::string_view bytes) {
-  std::error_code ec;
-  if (path.has_parent_path()) {
-    std::filesystem::create_directories(path.parent_path(), ec);
-    if (ec) throw file_error(path, "cannot create the folder: " + ec.message());
-  }
-  io::AtomicFile file(path);
-  file.write(bytes.data(), bytes.size());
-  file.commit();
-}
-
-/// printf-style fixed-point formatting independent of the global C++ locale.
-inline std::string format_fixed(double v, int decimals) {
-  if (std::isnan(v)) return "nan";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", std::clamp(decimals, 0, 17), v);
-  std::string s = buf;
-  if (s.find_first_not_of("-0.") == std::string::npos && s[0] == '-') s.erase(0, 1);  // no "-0.0"
-  return s;
-}
-
-/// Shortest round-trip text of a double ("" for NaN), for CSV files that are read back.
-inline std::string format_exact(double v) {
-  if (std::isnan(v)) return "";
-  std::ostringstream os;
-  os.imbue(std::locale::classic());
-  os.precision(std::numeric_limits<double>::max_digits10);
-  os << v;
-  return os.str();
-}
-
-/// A CSV field, quoted when it contains a comma, quote or line break.
-inline std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += (c == '"') ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
-}
-
-}  // namespace detail
 
 namespace eval {
 
-/// The "K" column: the dataset's full training split.
-inline constexpr int kFullSplit = -1;
-
-/// Column header of k ("K" for kFullSplit).
-inline std::string k_label(int k) {
-  return k == kFullSplit ? "K" : std::to_string(k);
-}
-
-/// Parses a column name: "K" (or "k") → kFullSplit, else a positive integer; throws halsal::Error.
-inline int parse_k(const std::string& text) {
-  if (text == "K" || text == "k") return kFullSplit;
-  int k = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9' || k > 100000000) k = -1;
-    if (k < 0) break;
-    k = 10 * k + (c - '0');
-  }
-  if (text.empty() || k <= 0)
-    throw Error("k must be a positive number of images per class or K, got '" + text + "'");
-  return k;
-}
+// k is data::kOfficial ("K") for the dataset's own split; data::k_label / data::parse_k write and
+// read a column name.
+using data::k_label;
+using data::kOfficial;
+using data::parse_k;
 
 /// Which stored number a table shows.
 enum class Metric { top1, top5 };
@@ -113,6 +56,24 @@ struct CellStats {
   double std = std::numeric_limits<double>::quiet_NaN();
   int n = 0;
 };
+
+/// Mean and sample std (ddof = 1; NaN with fewer than two values) of `values`, NaNs skipped:
+/// every table's cell (protocol, ablations, demo) is computed here.
+inline CellStats mean_and_std(const std::vector<double>& values) {
+  CellStats s;
+  double sum = 0;
+  for (double x : values)
+    if (!std::isnan(x)) sum += x, ++s.n;
+  if (s.n == 0) return s;
+  s.mean = sum / s.n;
+  if (s.n > 1) {
+    double ss = 0;
+    for (double x : values)
+      if (!std::isnan(x)) ss += (x - s.mean) * (x - s.mean);
+    s.std = std::sqrt(ss / (s.n - 1));
+  }
+  return s;
+}
 
 /// One finished run of the protocol: a method at k training images per class with one seed.
 struct ResultRecord {
@@ -126,10 +87,10 @@ struct ResultRecord {
 /// Per-seed results of methods × k, and the paper's wide table built from them.
 class ResultsTable {
  public:
-  /// Stores one run; a run with the same (method, k, seed) is replaced. k > 0 or kFullSplit.
+  /// Stores one run; a run with the same (method, k, seed) is replaced. k > 0 or kOfficial.
   void add(const ResultRecord& r) {
     if (r.method.empty()) throw Error("results table: empty method name");
-    if (r.k <= 0 && r.k != kFullSplit) throw Error("results table: k must be > 0 or kFullSplit");
+    if (r.k <= 0 && r.k != kOfficial) throw Error("results table: k must be > 0 or kOfficial");
     for (auto& old : records_) {
       if (old.method == r.method && old.k == r.k && old.seed == r.seed) {
         old = r;
@@ -175,8 +136,8 @@ class ResultsTable {
     for (const auto& r : records_)
       if (std::find(out.begin(), out.end(), r.k) == out.end()) out.push_back(r.k);
     std::sort(out.begin(), out.end(), [](int a, int b) {
-      return (a == kFullSplit ? std::numeric_limits<int>::max() : a) <
-             (b == kFullSplit ? std::numeric_limits<int>::max() : b);
+      return (a == kOfficial ? std::numeric_limits<int>::max() : a) <
+             (b == kOfficial ? std::numeric_limits<int>::max() : b);
     });
     return out;
   }
@@ -184,23 +145,9 @@ class ResultsTable {
   /// Mean and sample std over seeds of one cell (n = 0 when absent; NaN values are skipped).
   CellStats cell(const std::string& method, int k, Metric m = Metric::top1) const {
     std::vector<double> v;
-    for (const auto& r : records_) {
-      if (r.method != method || r.k != k) continue;
-      double x = m == Metric::top1 ? r.top1 : r.top5;
-      if (!std::isnan(x)) v.push_back(x);
-    }
-    CellStats s;
-    s.n = static_cast<int>(v.size());
-    if (v.empty()) return s;
-    double sum = 0;
-    for (double x : v) sum += x;
-    s.mean = sum / static_cast<double>(v.size());
-    if (v.size() > 1) {
-      double ss = 0;
-      for (double x : v) ss += (x - s.mean) * (x - s.mean);
-      s.std = std::sqrt(ss / static_cast<double>(v.size() - 1));
-    }
-    return s;
+    for (const auto& r : records_)
+      if (r.method == method && r.k == k) v.push_back(m == Metric::top1 ? r.top1 : r.top5);
+    return mean_and_std(v);
   }
 
   /// AVG column: mean of the method's cell means over all of the table's columns (NaN if any
@@ -230,7 +177,7 @@ class ResultsTable {
       os << "| " << method << " |";
       for (int k : cols) os << ' ' << cell_text(cell(method, k, m), decimals, " ± ") << " |";
       double avg = average(method, m);
-      os << ' ' << (std::isnan(avg) ? "—" : detail::format_fixed(avg, decimals)) << " |\n";
+      os << ' ' << (std::isnan(avg) ? "—" : format_fixed(avg, decimals)) << " |\n";
     }
     return os.str();
   }
@@ -244,14 +191,14 @@ class ResultsTable {
     for (int k : cols) os << ',' << k_label(k) << ',' << k_label(k) << "_std";
     os << ",AVG\n";
     for (const auto& method : methods()) {
-      os << detail::csv_field(method);
+      os << csv_quote(method);
       for (int k : cols) {
         CellStats s = cell(method, k, m);
-        os << ',' << (s.n ? detail::format_fixed(s.mean, decimals) : "") << ','
-           << (s.n > 1 ? detail::format_fixed(s.std, decimals) : "");
+        os << ',' << (s.n ? format_fixed(s.mean, decimals) : "") << ','
+           << (s.n > 1 ? format_fixed(s.std, decimals) : "");
       }
       double avg = average(method, m);
-      os << ',' << (std::isnan(avg) ? "" : detail::format_fixed(avg, decimals)) << '\n';
+      os << ',' << (std::isnan(avg) ? "" : format_fixed(avg, decimals)) << '\n';
     }
     return os.str();
   }
@@ -260,8 +207,8 @@ class ResultsTable {
   std::string long_csv() const {
     std::string out = "method,k,seed,top1,top5\n";
     for (const auto& r : records_) {
-      out += detail::csv_field(r.method) + ',' + k_label(r.k) + ',' + std::to_string(r.seed) + ',' +
-             detail::format_exact(r.top1) + ',' + detail::format_exact(r.top5) + '\n';
+      out += csv_quote(r.method) + ',' + k_label(r.k) + ',' + std::to_string(r.seed) + ',' +
+             format_exact(r.top1) + ',' + format_exact(r.top5) + '\n';
     }
     return out;
   }
@@ -269,18 +216,18 @@ class ResultsTable {
   /// Writes markdown() atomically.
   void write_markdown(const std::filesystem::path& path, Metric m = Metric::top1,
                       int decimals = 1) const {
-    detail::write_file_atomic(path, markdown(m, decimals));
+    io::write_file_atomic(path, markdown(m, decimals));
   }
 
   /// Writes wide_csv() atomically.
   void write_wide_csv(const std::filesystem::path& path, Metric m = Metric::top1,
                       int decimals = 2) const {
-    detail::write_file_atomic(path, wide_csv(m, decimals));
+    io::write_file_atomic(path, wide_csv(m, decimals));
   }
 
   /// Writes long_csv() atomically: call after every finished run so a restart can resume.
   void write_long_csv(const std::filesystem::path& path) const {
-    detail::write_file_atomic(path, long_csv());
+    io::write_file_atomic(path, long_csv());
   }
 
   /// Parses long_csv() text; errors name `source` and the line. Later duplicates replace earlier.
@@ -299,7 +246,7 @@ class ResultsTable {
       if (line.empty()) continue;
       auto where = [&] { return source + ":" + std::to_string(line_no) + ": "; };
       std::vector<std::string> f;
-      if (!split_csv_line(line, f)) throw Error(where() + "unterminated quoted field");
+      if (!csv_split(line, f)) throw Error(where() + "unterminated quoted field");
       if (!header_seen) {
         if (line != "method,k,seed,top1,top5")
           throw Error(where() + "expected the header 'method,k,seed,top1,top5', got '" + line +
@@ -313,7 +260,7 @@ class ResultsTable {
       r.method = f[0];
       if (r.method.empty()) throw Error(where() + "empty method name");
       if (f[1] == "K") {
-        r.k = kFullSplit;
+        r.k = kOfficial;
       } else {
         long long k = 0;
         if (!parse_integer(f[1], k) || k <= 0 || k > std::numeric_limits<int>::max())
@@ -355,34 +302,9 @@ class ResultsTable {
  private:
   static std::string cell_text(const CellStats& s, int decimals, const char* pm) {
     if (s.n == 0) return "—";
-    std::string t = detail::format_fixed(s.mean, decimals);
-    if (s.n > 1) t += pm + detail::format_fixed(s.std, decimals);
+    std::string t = format_fixed(s.mean, decimals);
+    if (s.n > 1) t += pm + format_fixed(s.std, decimals);
     return t;
-  }
-
-  static bool split_csv_line(const std::string& line, std::vector<std::string>& out) {
-    out.assign(1, std::string());
-    bool quoted = false;
-    for (std::size_t i = 0; i < line.size(); ++i) {
-      char c = line[i];
-      if (quoted) {
-        if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
-          out.back() += '"';
-          ++i;
-        } else if (c == '"') {
-          quoted = false;
-        } else {
-          out.back() += c;
-        }
-      } else if (c == '"') {
-        quoted = true;
-      } else if (c == ',') {
-        out.emplace_back();
-      } else {
-        out.back() += c;
-      }
-    }
-    return !quoted;
   }
 
   static bool parse_integer(const std::string& s, long long& v) {

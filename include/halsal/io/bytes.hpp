@@ -288,4 +288,16 @@ inline bool is_atomic_temp_name(const std::string& name) {
   return !name.empty() && name[0] == '.' && name.find(".tmp-") != std::string::npos;
 }
 
+/// Writes `bytes` to `path` atomically (AtomicFile: temp file, fsync, rename); creates parents.
+inline void write_file_atomic(const std::filesystem::path& path, std::string_view bytes) {
+  std::error_code ec;
+  if (path.has_parent_path()) {
+    std::filesystem::create_directories(path.parent_path(), ec);
+    if (ec) throw file_error(path, "cannot create the folder: " + ec.message());
+  }
+  AtomicFile file(path);
+  file.write(bytes.data(), bytes.size());
+  file.commit();
+}
+
 }  // namespace halsal::io

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "halsal/core/error.hpp"
+#include "halsal/core/text.hpp"
 #include "halsal/io/bytes.hpp"
 #include "halsal/io/pickle.hpp"
 #include "halsal/io/safetensors.hpp"
@@ -535,7 +536,7 @@ inline CheckpointInfo load_checkpoint(const std::filesystem::path& file, torch::
   }
   TensorDict model_tensors;
   for (const auto& kv : st.tensors)
-    if (detail::starts_with(kv.key(), "model."))
+    if (starts_with(kv.key(), "model."))
       model_tensors.insert(kv.key().substr(6), kv.value());
   try {
     load_state_dict(model, model_tensors);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "halsal/core/error.hpp"
+#include "halsal/core/text.hpp"
 #include "halsal/io/tensor_dict.hpp"
 #include "halsal/io/weights.hpp"
 
@@ -25,10 +26,6 @@ inline void collect_state(const torch::nn::Module& m, const std::string& prefix,
   for (const auto& b : m.named_buffers(/*recurse=*/false))
     if (b.value().defined()) out.insert(prefix + b.key(), b.value());
   for (const auto& c : m.named_children()) collect_state(*c.value(), prefix + c.key() + ".", out);
-}
-
-inline bool starts_with(const std::string& s, const std::string& prefix) {
-  return s.compare(0, prefix.size(), prefix) == 0;
 }
 }  // namespace detail
 
@@ -98,12 +95,12 @@ inline LoadReport load_state_dict(torch::nn::Module& module, const TensorDict& t
                                   const LoadOptions& options = {}) {
   const auto skipped_name = [&](const std::string& key) {
     for (const auto& p : options.skip_prefixes)
-      if (detail::starts_with(key, p)) return true;
+      if (starts_with(key, p)) return true;
     return false;
   };
   const auto rename = [&](const std::string& key) {
     for (const auto& [from, to] : options.rename_prefixes)
-      if (detail::starts_with(key, from)) return to + key.substr(from.size());
+      if (starts_with(key, from)) return to + key.substr(from.size());
     return key;
   };
 

@@ -3,11 +3,25 @@
 #include <torch/nn/module.h>
 
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "halsal/core/text.hpp"
 #include "halsal/nets/head.hpp"
 
 namespace halsal {
+
+/// Which part a parameter or module of a network belongs to, from its state-dict name.
+enum class NetPart { Saliency, Backbone, Head };
+
+namespace detail {
+/// The part of `name`: "saliency.*" is the saliency branch, "<head_name>.*" the head, else backbone.
+inline NetPart part_of(const std::string& name, const std::string& head_name) {
+  if (starts_with(name, "saliency.") || name == "saliency") return NetPart::Saliency;
+  if (starts_with(name, head_name + ".") || name == head_name) return NetPart::Head;
+  return NetPart::Backbone;
+}
+}  // namespace detail
 
 /// Everything one forward pass computes; saliency, features and modulated are undefined for
 /// RgbNet (which has no saliency branch).

@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "halsal/nets/net_base.hpp"
-#include "halsal/policy/freeze.hpp"
 
 namespace halsal {
 

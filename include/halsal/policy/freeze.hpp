@@ -60,18 +60,7 @@ struct ParamGroups {
   }
 };
 
-/// Which part a parameter or module of a network belongs to, from its state-dict name.
-enum class NetPart { Saliency, Backbone, Head };
-
 namespace detail {
-inline bool starts_with(const std::string& s, const std::string& prefix) {
-  return s.compare(0, prefix.size(), prefix) == 0;
-}
-inline NetPart part_of(const std::string& name, const std::string& head_name) {
-  if (starts_with(name, "saliency.") || name == "saliency") return NetPart::Saliency;
-  if (starts_with(name, head_name + ".") || name == head_name) return NetPart::Head;
-  return NetPart::Backbone;
-}
 template <class Policy>
 constexpr bool trains(NetPart part) {
   return part == NetPart::Saliency ? Policy::trains_saliency
@@ -102,7 +91,7 @@ ParamGroups apply_policy(Net& net, FreezeOptions options = {}) {
   }
   auto in_frozen_bn = [&](const std::string& param) {
     for (const auto& prefix : frozen_bn_names)
-      if (detail::starts_with(param, prefix)) return true;
+      if (starts_with(param, prefix)) return true;
     return false;
   };
 

@@ -4,7 +4,7 @@
 // reader.
 #pragma once
 #include <halsal/core/error.hpp>
-#include <halsal/eval/table.hpp>  // detail::format_fixed
+#include <halsal/core/text.hpp>
 
 #include <unistd.h>
 #include <nlohmann/json.hpp>
@@ -197,7 +197,7 @@ class Progress {
   static nlohmann::json json_number(double v) {
     return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json();
   }
-  static std::string fixed(double v, int d) { return halsal::detail::format_fixed(v, d); }
+  static std::string fixed(double v, int d) { return format_fixed(v, d); }
   // Accuracies ("acc", "val_acc", "top1_accuracy") print as percentages like the training accuracy.
   static bool is_accuracy_key(const std::string& k) {
     auto ends = [&](const std::string& suffix) {

@@ -474,21 +474,19 @@ class Trainer {
                    {"best_epoch", r.best_epoch},
                    {"best_val_accuracy", std::isnan(r.best_val_accuracy) ? nlohmann::json() : nlohmann::json(r.best_val_accuracy)},
                    {"history", history}};
-    io::save_checkpoint(io::checkpoint_path(config_.checkpoint_dir, r.epochs_done), *net_, optimizer_.get(), info);
     // Keep the newest two: one may be unreadable if the machine dies mid-write of the next.
-    auto all = io::list_checkpoints(config_.checkpoint_dir);
-    for (size_t i = 0; i + 2 < all.size(); ++i) std::filesystem::remove(all[i].second);
+    io::save_epoch_checkpoint(config_.checkpoint_dir, *net_, optimizer_.get(), info, /*keep_last=*/2);
   }
 
   void resume(FitResult& r, int64_t& step) {
     if (config_.checkpoint_dir.empty()) return;
     std::filesystem::create_directories(config_.checkpoint_dir);
-    auto latest = io::latest_checkpoint(config_.checkpoint_dir);
-    if (!latest) return;
-    const auto info = io::load_checkpoint(*latest, *net_, optimizer_.get());
+    const auto resumed = io::resume(config_.checkpoint_dir, *net_, optimizer_.get());
+    if (!resumed) return;
+    const io::CheckpointInfo& info = *resumed;
     const auto& c = info.config;
     if (c.value("network", std::string()) != Impl::name() || c.value("policy", std::string()) != Policy::name)
-      throw file_error(*latest, "checkpoint of " + c.value("network", std::string("?")) + " / " +
+      throw file_error(info.path, "checkpoint of " + c.value("network", std::string("?")) + " / " +
                                     c.value("policy", std::string("?")) + ", not of " + Impl::name() + " / " + Policy::name);
     r.epochs_done = static_cast<int>(info.epoch);
     r.best_epoch = c.value("best_epoch", 0);

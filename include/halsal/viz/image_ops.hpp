@@ -4,7 +4,7 @@
 #pragma once
 #include <halsal/core/error.hpp>
 #include <halsal/data/stb.hpp>    // stb_image_write
-#include <halsal/eval/table.hpp>  // detail::write_file_atomic
+#include <halsal/io/bytes.hpp>  // io::write_file_atomic
 
 #include <ATen/ATen.h>
 
@@ -308,7 +308,7 @@ inline std::string encode_png(const at::Tensor& image) {
 
 /// Writes an image (uint8 CHW or HWC, 1 or 3 channels) as a PNG file, atomically.
 inline void write_png(const at::Tensor& image, const std::filesystem::path& path) {
-  halsal::detail::write_file_atomic(path, encode_png(image));
+  io::write_file_atomic(path, encode_png(image));
 }
 
 }  // namespace halsal::viz

@@ -4,7 +4,8 @@
 // class (bar, errbar, value, line, point, tick, legend) so tools and tests can find them.
 #pragma once
 #include <halsal/core/error.hpp>
-#include <halsal/eval/table.hpp>  // detail::write_file_atomic, detail::format_fixed
+#include <halsal/core/text.hpp>
+#include <halsal/eval/table.hpp>  // line_chart_from_table
 
 #include <algorithm>
 #include <cmath>
@@ -95,7 +96,7 @@ inline std::string xml_escape(const std::string& s) {
 }
 
 inline std::string num(double v) {
-  return halsal::detail::format_fixed(v, 2);
+  return format_fixed(v, 2);
 }
 
 // A "nice" tick step (1, 2, 2.5 or 5 × 10^n) giving about `target` intervals over `range`.
@@ -164,7 +165,7 @@ inline void draw_frame(std::ostringstream& os, const Frame& f, int width, int he
        << num(f.left + f.w) << "\" y2=\"" << num(y) << "\" stroke=\"#e0e0e0\"/>\n"
        << "<text class=\"tick\" x=\"" << num(f.left - 6) << "\" y=\"" << num(y + 4)
        << "\" text-anchor=\"end\">"
-       << halsal::detail::format_fixed(
+       << format_fixed(
               v, std::abs(f.axis.step - std::round(f.axis.step)) < 1e-9 ? 0 : tick_decimals)
        << "</text>\n";
   }
@@ -265,7 +266,7 @@ inline std::string render_svg(const BarChart& c) {
       double y0 = f.y(std::max(vc, base_v)), y1 = f.y(std::min(vc, base_v));
       const std::string& fill =
           ser.bar_colors.empty() || ser.bar_colors[g].empty() ? colors[s] : ser.bar_colors[g];
-      std::string label = halsal::detail::format_fixed(v, c.decimals);
+      std::string label = format_fixed(v, c.decimals);
       double e = detail::at_or_nan(ser.errors, g);
       bool has_err = std::isfinite(e) && e != 0;
       os << "<rect class=\"bar\" x=\"" << detail::num(x) << "\" y=\"" << detail::num(y0)
@@ -273,7 +274,7 @@ inline std::string render_svg(const BarChart& c) {
          << "\" fill=\"" << fill << "\"><title>" << detail::xml_escape(ser.name)
          << (ser.name.empty() ? "" : " ") << detail::xml_escape(c.categories[g]) << ": " << label
          << (has_err ? " ± " : "")
-         << (has_err ? halsal::detail::format_fixed(std::abs(e), c.decimals) : "")
+         << (has_err ? format_fixed(std::abs(e), c.decimals) : "")
          << "</title></rect>\n";
       double top_y = f.y(vc);
       if (has_err) {
@@ -361,7 +362,7 @@ inline std::string render_svg(const LineChart& c) {
       if (std::isfinite(e) && e != 0)
         detail::error_bar(os, xpos(i), f.y(std::clamp(v - std::abs(e), f.axis.lo, f.axis.hi)),
                           f.y(std::clamp(v + std::abs(e), f.axis.lo, f.axis.hi)), 4);
-      std::string label = halsal::detail::format_fixed(v, c.decimals);
+      std::string label = format_fixed(v, c.decimals);
       os << "<circle class=\"point\" cx=\"" << detail::num(xpos(i)) << "\" cy=\"" << detail::num(y)
          << "\" r=\"3.5\" fill=\"" << colors[s] << "\"><title>" << detail::xml_escape(ser.name)
          << (ser.name.empty() ? "" : " ") << detail::xml_escape(c.x_ticks[i]) << ": " << label
@@ -379,12 +380,12 @@ inline std::string render_svg(const LineChart& c) {
 
 /// Writes a bar chart as an SVG file, atomically.
 inline void write_svg(const BarChart& c, const std::filesystem::path& path) {
-  halsal::detail::write_file_atomic(path, render_svg(c));
+  io::write_file_atomic(path, render_svg(c));
 }
 
 /// Writes a line chart as an SVG file, atomically.
 inline void write_svg(const LineChart& c, const std::filesystem::path& path) {
-  halsal::detail::write_file_atomic(path, render_svg(c));
+  io::write_file_atomic(path, render_svg(c));
 }
 
 /// Accuracy vs k for every method of a results table (mean over seeds, std as error bars).
@@ -395,7 +396,7 @@ inline LineChart line_chart_from_table(const eval::ResultsTable& t, const std::s
   c.x_label = "training images per class (k)";
   c.y_label = m == eval::Metric::top1 ? "top-1 accuracy (%)" : "top-5 accuracy (%)";
   auto ks = t.ks();
-  for (int k : ks) c.x_ticks.push_back(eval::k_label(k));
+  for (int k : ks) c.x_ticks.push_back(data::k_label(k));
   for (const auto& method : t.methods()) {
     LineSeries s;
     s.name = method;

@@ -34,7 +34,7 @@
 #include "halsal/eval/table.hpp"
 #include "halsal/io/state_dict.hpp"
 #include "halsal/io/weights.hpp"
-#include "halsal/train/experiment.hpp"
+#include "halsal/experiments/experiment.hpp"
 #include "halsal/train/trainer.hpp"
 
 namespace halsal::train {
@@ -72,7 +72,7 @@ struct ModelInfo {
   /// "resnet18 / Approach B, k=5 seed=0, 4 classes, 64 px".
   std::string summary() const {
     std::ostringstream os;
-    os << backbone << " / " << method << " (" << network << "), k=" << eval::k_label(k == data::kOfficial ? eval::kFullSplit : k)
+    os << backbone << " / " << method << " (" << network << "), k=" << data::k_label(k)
        << " seed=" << seed << ", " << class_names.size() << " classes, " << image_size << " px, " << normalization
        << " normalization";
     return os.str();
@@ -439,9 +439,9 @@ ModelInfo model_info_of(const CellResult& r, const data::Dataset& d, const Exper
   m.method = r.method;
   m.network = network_name<B>(r.method);
   m.class_names = d.class_names;
-  m.image_size = o.config.image_size;
-  m.normalization = o.config.normalization;
-  m.center_crop = o.config.random_resized_crop;
+  m.image_size = r.config.image_size;
+  m.normalization = r.config.normalization;
+  m.center_crop = r.config.random_resized_crop;
   m.saliency_activation = to_string(o.saliency.activation);
   m.k = r.k;
   m.seed = r.seed;
@@ -452,9 +452,7 @@ ModelInfo model_info_of(const CellResult& r, const data::Dataset& d, const Exper
   m.top1 = r.top1;
   m.top5 = r.top5;
   m.best_epoch = r.best_epoch;
-  TrainConfig used = o.config;
-  used.seed = r.seed;
-  m.config = to_json(used);
+  m.config = to_json(r.config);  // what the cell ran with (its seed included)
   return m;
 }
 
@@ -554,9 +552,9 @@ inline EvaluationFiles write_evaluation_files(const EvalReport& r, const data::D
   const Eigen::VectorXi n = m.class_counts();
   const Eigen::VectorXd acc = m.per_class_accuracy();
   for (Eigen::Index c = 0; c < acc.size(); ++c)
-    pc << c << ',' << data::detail::csv_quote(m.class_name(c)) << ',' << n(c) << ',' << m.confusion()(c, c) << ','
-       << (std::isnan(acc(c)) ? std::string() : ::halsal::detail::format_fixed(acc(c), 6)) << '\n';
-  ::halsal::detail::write_file_atomic(f.per_class_csv, pc.str());
+    pc << c << ',' << csv_quote(m.class_name(c)) << ',' << n(c) << ',' << m.confusion()(c, c) << ','
+       << (std::isnan(acc(c)) ? std::string() : format_fixed(acc(c), 6)) << '\n';
+  io::write_file_atomic(f.per_class_csv, pc.str());
   m.write_confusion_csv(f.confusion_csv);
   std::ostringstream pr;
   pr << "file,label,predicted,confidence,label_name,predicted_name\n";
@@ -564,10 +562,10 @@ inline EvaluationFiles write_evaluation_files(const EvalReport& r, const data::D
     return c >= 0 && static_cast<size_t>(c) < d.class_names.size() ? d.class_names[static_cast<size_t>(c)] : std::string();
   };
   for (const auto& p : r.predictions)
-    pr << data::detail::csv_quote(d.key(p.index)) << ',' << p.label << ',' << p.predicted << ','
-       << ::halsal::detail::format_fixed(p.confidence, 6) << ',' << data::detail::csv_quote(name(p.label)) << ','
-       << data::detail::csv_quote(name(p.predicted)) << '\n';
-  ::halsal::detail::write_file_atomic(f.predictions_csv, pr.str());
+    pr << csv_quote(d.key(p.index)) << ',' << p.label << ',' << p.predicted << ','
+       << format_fixed(p.confidence, 6) << ',' << csv_quote(name(p.label)) << ','
+       << csv_quote(name(p.predicted)) << '\n';
+  io::write_file_atomic(f.predictions_csv, pr.str());
   m.write_markdown(f.report_md, title);
   return f;
 }

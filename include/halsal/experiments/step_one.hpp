@@ -75,8 +75,8 @@ struct StepOneReport {
   /// interval does not lie above zero.
   std::string verdict() const {
     if (!checked) return "Step I: nothing was held out, so nothing shows whether the map helps\n";
-    auto pct = [](double v) { return ::halsal::detail::format_fixed(v, 1); };
-    auto num = [](double v) { return ::halsal::detail::format_fixed(v, 3); };
+    auto pct = [](double v) { return format_fixed(v, 1); };
+    auto num = [](double v) { return format_fixed(v, 3); };
     std::string s = "Step I check on " + std::to_string(heldout.images) + " held-out images (" +
                     std::to_string(train_images) + " trained on), frozen ImageNet classifier:\n" +
                     "  top-1 with the map " + pct(heldout.top1_map) + " %, with s = 0 " + pct(heldout.top1_plain) +
@@ -85,7 +85,7 @@ struct StepOneReport {
                     ": lowered by " + eval::to_text(heldout.loss_drop, 3) + "\n" +
                     "  on the training images: top-1 " + eval::to_text(train.top1_gain) + " points, loss lowered by " +
                     eval::to_text(train.loss_drop, 3) + "\n" + "  mean map value s " +
-                    ::halsal::detail::format_fixed(heldout.mean_map, 3) + " on the held-out images\n";
+                    format_fixed(heldout.mean_map, 3) + " on the held-out images\n";
     if (helps()) return s + "Step I helps: the held-out top-1 interval lies above zero.\n";
     s += "WARNING: Step I did NOT show that its map helps: the held-out top-1 interval does not lie above zero";
     s += heldout.loss_drop.above_zero() ? " (the loss interval does: the map sharpens the logits more than it moves "
@@ -98,12 +98,12 @@ struct StepOneReport {
   /// The most likely reason for a Step I that did not help, from its own numbers.
   std::string likely_cause() const {
     if (heldout.zero_map_share > 0.5)
-      return "the map is 0 everywhere on " + ::halsal::detail::format_fixed(100 * heldout.zero_map_share, 0) +
+      return "the map is 0 everywhere on " + format_fixed(100 * heldout.zero_map_share, 0) +
              " % of the held-out images (its ReLU switched off), so the network is the plain backbone there: "
              "lower the branch's learning rate or use --saliency-activation softplus";
     if (heldout.flat_map_share > 0.5)
       return "the branch learned to switch the map off (s < 0.01 everywhere on " +
-             ::halsal::detail::format_fixed(100 * heldout.flat_map_share, 0) +
+             format_fixed(100 * heldout.flat_map_share, 0) +
              " % of the held-out images): against the frozen classifier every map it found cost more (amplified "
              "features sharpen wrong predictions too) than its attention gained, on " +
              std::to_string(train_images) + " training images — more images (the paper used ImageNet's 50,000 "
@@ -235,7 +235,7 @@ std::vector<viz::GalleryRow> step_one_rows(Trainer<Net, Policy>& trainer, const 
     row.example = ((map - lo) / std::max(hi - lo, 1e-12f)).mul(255).clamp(0, 255).to(torch::kUInt8);
     row.caption = {"Truth: " + name(c.label[i]), "With map: " + name(c.predicted_map[i]),
                    "With s = 0: " + name(c.predicted_plain[i]),
-                   "s from " + ::halsal::detail::format_fixed(lo, 3) + " to " + ::halsal::detail::format_fixed(hi, 3)};
+                   "s from " + format_fixed(lo, 3) + " to " + format_fixed(hi, 3)};
     out.push_back(std::move(row));
   }
   return out;

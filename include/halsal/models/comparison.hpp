@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "halsal/data/data.hpp"
-#include "halsal/train/model_file.hpp"
+#include "halsal/models/model_file.hpp"
 #include "halsal/train/trainer.hpp"
 #include "halsal/viz/gallery.hpp"
 

@@ -36,7 +36,7 @@
 
 #include "halsal/eval/paired.hpp"
 #include "halsal/eval/table.hpp"
-#include "halsal/train/experiment.hpp"
+#include "halsal/experiments/experiment.hpp"
 #include "halsal/viz/svg.hpp"
 
 namespace halsal::train {
@@ -138,7 +138,7 @@ struct AblationFiles {
 /// One finished cell of an ablation (accuracies in percent).
 struct AblationRun {
   std::string variant;
-  int k = 0;  ///< eval::kFullSplit for the dataset's own split
+  int k = 0;  ///< data::kOfficial for the dataset's own split
   uint64_t seed = 0;
   double top1 = 0;
   double top5 = std::numeric_limits<double>::quiet_NaN();
@@ -149,7 +149,7 @@ struct AblationRun {
 struct AblationResult {
   std::string title;
   std::vector<std::string> variants;
-  std::vector<int> ks;  ///< in the order asked for; eval::kFullSplit = "K"
+  std::vector<int> ks;  ///< in the order asked for; data::kOfficial = "K"
   std::vector<std::vector<eval::CellStats>> top1, top5;  ///< [variant][k]
   std::vector<AblationRun> runs;                         ///< every finished cell
   /// Each variant against the Baseline bar, paired over the test images of all seeds (empty
@@ -161,28 +161,11 @@ struct AblationResult {
     const auto v = std::find(variants.begin(), variants.end(), variant);
     const auto c = std::find(ks.begin(), ks.end(), k);
     if (v == variants.end()) throw Error("ablation result: no variant '" + variant + "'");
-    if (c == ks.end()) throw Error("ablation result: no column k = " + eval::k_label(k));
+    if (c == ks.end()) throw Error("ablation result: no column k = " + data::k_label(k));
     const auto& grid = m == eval::Metric::top1 ? top1 : top5;
     return grid[static_cast<size_t>(v - variants.begin())][static_cast<size_t>(c - ks.begin())];
   }
 };
-
-/// Mean and sample std (ddof = 1; NaN with fewer than two values) of `values`, NaNs skipped.
-inline eval::CellStats mean_and_std(const std::vector<double>& values) {
-  eval::CellStats s;
-  double sum = 0;
-  for (double x : values)
-    if (!std::isnan(x)) sum += x, ++s.n;
-  if (s.n == 0) return s;
-  s.mean = sum / s.n;
-  if (s.n > 1) {
-    double ss = 0;
-    for (double x : values)
-      if (!std::isnan(x)) ss += (x - s.mean) * (x - s.mean);
-    s.std = std::sqrt(ss / (s.n - 1));
-  }
-  return s;
-}
 
 /// The pure aggregation behind every ablation: for each (variant, k) the mean and sample std over
 /// the seeds of `runs`. Runs of other variants or ks are ignored (but kept in result.runs).
@@ -199,8 +182,8 @@ inline AblationResult aggregate_ablation(const std::vector<AblationRun>& runs, c
       std::vector<double> t1, t5;
       for (const auto& run : runs)
         if (run.variant == v && run.k == k) t1.push_back(run.top1), t5.push_back(run.top5);
-      row1.push_back(mean_and_std(t1));
-      row5.push_back(mean_and_std(t5));
+      row1.push_back(eval::mean_and_std(t1));
+      row5.push_back(eval::mean_and_std(t5));
     }
     r.top1.push_back(std::move(row1));
     r.top5.push_back(std::move(row5));
@@ -220,12 +203,12 @@ inline std::vector<eval::PairedRow> ablation_paired(const std::vector<AblationRu
 /// results.csv: `variant,k,n,top1_mean,top1_std,top5_mean,top5_std`, one row per (variant, k) in
 /// the result's order; empty fields where there is no value (std with one seed, cells not run).
 inline std::string ablation_results_csv(const AblationResult& r, int decimals = 2) {
-  auto field = [&](double x) { return std::isnan(x) ? std::string() : ::halsal::detail::format_fixed(x, decimals); };
+  auto field = [&](double x) { return std::isnan(x) ? std::string() : format_fixed(x, decimals); };
   std::string out = "variant,k,n,top1_mean,top1_std,top5_mean,top5_std\n";
   for (size_t v = 0; v < r.variants.size(); ++v)
     for (size_t c = 0; c < r.ks.size(); ++c) {
       const auto &a = r.top1[v][c], &b = r.top5[v][c];
-      out += ::halsal::detail::csv_field(r.variants[v]) + ',' + eval::k_label(r.ks[c]) + ',' + std::to_string(a.n) +
+      out += csv_quote(r.variants[v]) + ',' + data::k_label(r.ks[c]) + ',' + std::to_string(a.n) +
              ',' + field(a.mean) + ',' + field(a.std) + ',' + field(b.mean) + ',' + field(b.std) + '\n';
     }
   return out;
@@ -236,8 +219,8 @@ inline std::string ablation_results_csv(const AblationResult& r, int decimals = 
 inline std::string ablation_results_markdown(const AblationResult& r, int decimals = 1) {
   auto text = [&](const eval::CellStats& s) {
     if (s.n == 0 || std::isnan(s.mean)) return std::string("—");
-    std::string t = ::halsal::detail::format_fixed(s.mean, decimals);
-    if (s.n > 1) t += " ± " + ::halsal::detail::format_fixed(s.std, decimals);
+    std::string t = format_fixed(s.mean, decimals);
+    if (s.n > 1) t += " ± " + format_fixed(s.std, decimals);
     return t;
   };
   size_t seeds = 0;
@@ -249,7 +232,7 @@ inline std::string ablation_results_markdown(const AblationResult& r, int decima
     const auto& grid = pass == 0 ? r.top1 : r.top5;
     os << (pass == 0 ? "Top-1" : "\nTop-5") << " accuracy (%), mean ± std over seeds (up to " << seeds
        << " per cell)\n\n| Variant |";
-    for (int k : r.ks) os << " k = " << eval::k_label(k) << " |";
+    for (int k : r.ks) os << " k = " << data::k_label(k) << " |";
     os << "\n|:---|";
     for (size_t c = 0; c < r.ks.size(); ++c) os << "---:|";
     os << '\n';
@@ -280,7 +263,7 @@ inline viz::BarChart ablation_chart(const AblationResult& r, eval::Metric m = ev
   const auto& grid = m == eval::Metric::top1 ? r.top1 : r.top5;
   for (size_t col = 0; col < r.ks.size(); ++col) {
     viz::BarSeries s;
-    s.name = "k = " + eval::k_label(r.ks[col]);
+    s.name = "k = " + data::k_label(r.ks[col]);
     const std::string color = viz::palette()[col % viz::palette().size()];
     for (size_t v = 0; v < r.variants.size(); ++v) {
       const auto& cell = grid[v][col];
@@ -296,9 +279,9 @@ inline viz::BarChart ablation_chart(const AblationResult& r, eval::Metric m = ev
 /// Writes results.csv, results.md, paired.csv and ablation.svg under out_dir, each atomically.
 inline void write_ablation_results(const AblationResult& r, const std::filesystem::path& out_dir) {
   const AblationFiles f(out_dir);
-  ::halsal::detail::write_file_atomic(f.results_csv, ablation_results_csv(r));
-  ::halsal::detail::write_file_atomic(out_dir / "paired.csv", eval::paired_csv(r.paired));
-  ::halsal::detail::write_file_atomic(f.results_md, ablation_results_markdown(r));
+  io::write_file_atomic(f.results_csv, ablation_results_csv(r));
+  io::write_file_atomic(out_dir / "paired.csv", eval::paired_csv(r.paired));
+  io::write_file_atomic(f.results_md, ablation_results_markdown(r));
   viz::write_svg(ablation_chart(r), f.chart_svg);
 }
 
@@ -306,8 +289,8 @@ inline void write_ablation_results(const AblationResult& r, const std::filesyste
 inline std::string ablation_runs_csv(const std::vector<AblationRun>& runs) {
   std::string out = "variant,k,seed,top1,top5\n";
   for (const auto& r : runs)
-    out += ::halsal::detail::csv_field(r.variant) + ',' + eval::k_label(r.k) + ',' + std::to_string(r.seed) + ',' +
-           ::halsal::detail::format_exact(r.top1) + ',' + ::halsal::detail::format_exact(r.top5) + '\n';
+    out += csv_quote(r.variant) + ',' + data::k_label(r.k) + ',' + std::to_string(r.seed) + ',' +
+           format_exact(r.top1) + ',' + format_exact(r.top5) + '\n';
   return out;
 }
 
@@ -403,14 +386,13 @@ inline AblationResult run_ablation(std::shared_ptr<const data::Dataset> data, st
   if (o.include_baseline) variants.push_back(std::move(baseline));
   std::vector<std::string> labels;
   for (const auto& v : variants) labels.push_back(v.label);
-  std::vector<int> ks;  // table columns: data::kOfficial is written "K" (eval::kFullSplit)
-  for (int k : o.ks) ks.push_back(k == data::kOfficial ? eval::kFullSplit : k);
+  const std::vector<int>& ks = o.ks;  // table columns: data::kOfficial is written "K"
 
   std::filesystem::create_directories(o.out_dir);
   const AblationFiles files(o.out_dir);
   std::vector<AblationRun> runs = read_ablation_runs(files.runs_csv);
   auto cell_dir = [&](const std::string& label, int k, uint64_t seed) {
-    return o.out_dir / "cells" / (ablation_slug(label) + "-k" + eval::k_label(k) + "-s" + std::to_string(seed));
+    return o.out_dir / "cells" / (ablation_slug(label) + "-k" + data::k_label(k) + "-s" + std::to_string(seed));
   };
   eval::OutcomeMap outcomes;  // per-image test outcomes of the finished cells
   for (const auto& r : runs) {
@@ -428,7 +410,7 @@ inline AblationResult run_ablation(std::shared_ptr<const data::Dataset> data, st
                        [&](const AblationRun& r) { return r.variant == label && r.k == k && r.seed == seed; });
   };
   auto cell_name = [&](const std::string& label, int k, uint64_t seed) {
-    return "[" + label + " k=" + eval::k_label(k) + " seed=" + std::to_string(seed) + "] ";
+    return "[" + label + " k=" + data::k_label(k) + " seed=" + std::to_string(seed) + "] ";
   };
   for (const auto& v : variants) {
     const bool baseline = !v.step_one;
@@ -457,15 +439,15 @@ inline AblationResult run_ablation(std::shared_ptr<const data::Dataset> data, st
         cell.out_dir = cell_dir(v.label, ks[ki], seed);
         CellResult r = v.run_cell(baseline ? std::string("rgb") : o.method, data, o.ks[ki], seed, cell);
         const auto cell_outcomes = test_outcomes(r);
-        ::halsal::detail::write_file_atomic(cell.out_dir / "test_outcomes.csv", eval::to_csv(cell_outcomes));
+        io::write_file_atomic(cell.out_dir / "test_outcomes.csv", eval::to_csv(cell_outcomes));
         outcomes[{v.label, ks[ki], static_cast<std::int64_t>(seed)}] = cell_outcomes;
         runs.push_back({v.label, ks[ki], seed, 100 * r.top1, 100 * r.top5});
-        ::halsal::detail::write_file_atomic(files.runs_csv, ablation_runs_csv(runs));
+        io::write_file_atomic(files.runs_csv, ablation_runs_csv(runs));
         write_ablation_results(result_of(), o.out_dir);
         if (!o.keep_checkpoints) std::filesystem::remove_all(cell.out_dir / "checkpoints");
         if (o.log)
-          *o.log << cell_name(v.label, ks[ki], seed) << "top-1 " << ::halsal::detail::format_fixed(100 * r.top1, 1)
-                 << " %, top-5 " << ::halsal::detail::format_fixed(100 * r.top5, 1) << " % (epoch " << r.best_epoch
+          *o.log << cell_name(v.label, ks[ki], seed) << "top-1 " << format_fixed(100 * r.top1, 1)
+                 << " %, top-5 " << format_fixed(100 * r.top5, 1) << " % (epoch " << r.best_epoch
                  << ")\n";
         if (o.on_cell) o.on_cell(v.label, r);
       }

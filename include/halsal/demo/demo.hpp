@@ -44,10 +44,10 @@
 #include "halsal/io/weights.hpp"
 #include "halsal/nets/halsal_net.hpp"
 #include "halsal/nets/rgb_net.hpp"
-#include "halsal/train/experiment.hpp"
-#include "halsal/train/step_one.hpp"
+#include "halsal/experiments/experiment.hpp"
+#include "halsal/experiments/step_one.hpp"
 #include "halsal/train/trainer.hpp"
-#include "halsal/viz/comparison.hpp"
+#include "halsal/models/comparison.hpp"
 #include "halsal/viz/gallery.hpp"
 
 namespace halsal::train {
@@ -264,7 +264,6 @@ struct DemoResult {
   /// The result as Markdown for a person (results.md): the data, the table, where the maps look,
   /// Step I's verdict and the time each part took.
   std::string report() const {
-    using ::halsal::detail::format_fixed;
     auto pct = [](const eval::CellStats& s) {
       if (s.n == 0) return std::string("—");
       return format_fixed(s.mean, 1) + (s.n > 1 ? " ± " + format_fixed(s.std, 1) : std::string());
@@ -317,19 +316,6 @@ struct DemoResult {
 };
 
 namespace detail {
-
-/// Sample mean and std (ddof = 1) of a few numbers.
-inline std::pair<double, double> mean_and_std(const std::vector<double>& v) {
-  const double nan = std::numeric_limits<double>::quiet_NaN();
-  if (v.empty()) return {nan, nan};
-  double mean = 0;
-  for (double x : v) mean += x;
-  mean /= static_cast<double>(v.size());
-  if (v.size() < 2) return {mean, 0.0};
-  double ss = 0;
-  for (double x : v) ss += (x - mean) * (x - mean);
-  return {mean, std::sqrt(ss / static_cast<double>(v.size() - 1))};
-}
 
 /// Checks the demo's options before anything trains; the Error names the option.
 inline void check_demo_options(const DemoOptions& o) {
@@ -483,7 +469,7 @@ DemoResult run_demo(const DemoOptions& o) {
   so.gallery_dir = o.out_dir;
   so.gallery_rows = o.gallery_rows;
   if (o.log) *o.log << "Step I: the saliency branch against the frozen network, on " << sets.step_one->size()
-                    << " other base images (" << ::halsal::detail::format_fixed(100 * o.step_one_holdout, 0)
+                    << " other base images (" << format_fixed(100 * o.step_one_holdout, 0)
                     << " % held out)\n";
   result.step_one = run_step_one<Backbone, Depth_, Fusion>(sets.step_one, so, files.step_one_weights);
   result.step_one_saliency =
@@ -552,9 +538,10 @@ DemoResult run_demo(const DemoOptions& o) {
         mass.push_back(seed_score.mass_share);
         area.push_back(seed_score.area_share);
       }
-      std::tie(s.ratio_mean, s.ratio_std) = detail::mean_and_std(s.ratio_per_seed);
-      s.mass_share = detail::mean_and_std(mass).first;
-      s.area_share = detail::mean_and_std(area).first;
+      const eval::CellStats ratio = eval::mean_and_std(s.ratio_per_seed);
+      s.ratio_mean = ratio.mean, s.ratio_std = ratio.std;
+      s.mass_share = eval::mean_and_std(mass).mean;
+      s.area_share = eval::mean_and_std(area).mean;
       row.saliency = s;
     }
     result.rows.push_back(std::move(row));
@@ -585,14 +572,13 @@ DemoResult run_demo(const DemoOptions& o) {
   viz::write_gallery_png(gallery, files.gallery_png, go);
 
   // 6. results.md and results.csv.
-  ::halsal::detail::write_file_atomic(files.results_md, result.report());
-  using ::halsal::detail::format_fixed;
+  io::write_file_atomic(files.results_md, result.report());
   auto num = [](double v, int decimals) { return std::isnan(v) ? std::string() : format_fixed(v, decimals); };
   std::string csv =
       "method,k,seeds,top1_mean,top1_std,top5_mean,top5_std,top1_vs_baseline,top1_vs_baseline_lo,"
       "top1_vs_baseline_hi,saliency_on_object_ratio,saliency_on_object_ratio_std\n";
   for (const auto& r : result.rows) {
-    csv += ::halsal::detail::csv_field(r.method) + "," + std::to_string(o.k) + "," + std::to_string(r.top1.n) + "," +
+    csv += csv_quote(r.method) + "," + std::to_string(o.k) + "," + std::to_string(r.top1.n) + "," +
            num(r.top1.mean, 2) + "," + num(r.top1.std, 2) + "," + num(r.top5.mean, 2) + "," + num(r.top5.std, 2) + ",";
     csv += r.vs_baseline ? num(r.vs_baseline->mean, 2) + "," + num(r.vs_baseline->lo, 2) + "," +
                                num(r.vs_baseline->hi, 2)
@@ -601,7 +587,7 @@ DemoResult run_demo(const DemoOptions& o) {
     csv += r.saliency ? num(r.saliency->ratio_mean, 3) + "," + num(r.saliency->ratio_std, 3) : std::string(",");
     csv += "\n";
   }
-  ::halsal::detail::write_file_atomic(files.results_csv, csv);
+  io::write_file_atomic(files.results_csv, csv);
   return result;
 }
 

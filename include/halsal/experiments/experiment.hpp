@@ -32,7 +32,7 @@
 #include "halsal/nets/halsal_net.hpp"
 #include "halsal/nets/rgb_net.hpp"
 #include "halsal/nets/smic_net.hpp"
-#include "halsal/train/step_one.hpp"
+#include "halsal/experiments/step_one.hpp"
 #include "halsal/train/trainer.hpp"
 
 namespace halsal::train {
@@ -78,10 +78,7 @@ inline std::vector<std::string> split_list(const std::string& text) {
 /// Parses "1,5,10,K" into k values (K → data::kOfficial); errors name the bad item.
 inline std::vector<int> parse_k_list(const std::string& text) {
   std::vector<int> ks;
-  for (const auto& item : split_list(text)) {
-    const int v = eval::parse_k(item);
-    ks.push_back(v == eval::kFullSplit ? data::kOfficial : v);
-  }
+  for (const auto& item : split_list(text)) ks.push_back(data::parse_k(item));
   if (ks.empty()) throw Error("no k given (expected e.g. 1,5,10 or K)");
   return ks;
 }
@@ -181,6 +178,17 @@ struct CellSetup {
   TrainConfig config;
 };
 
+/// A cell's result before it runs: what ran (method, split, configuration).
+inline CellResult cell_result(const std::string& method, const data::Split& split, const TrainConfig& config) {
+  CellResult r;
+  r.method = method;
+  r.k = split.k;
+  r.seed = split.seed;
+  r.config = config;
+  r.split = split;
+  return r;
+}
+
 /// The cell's split and configuration. Also seeds torch's generator with the cell's seed, so the
 /// network built next (Xavier head, scratch branch) does not depend on what ran earlier in the
 /// process: a resumed protocol gives each cell the numbers a fresh one would (the Trainer seeds
@@ -212,15 +220,10 @@ CellResult fit_and_test(Net net, const std::string& method, CellSetup setup, con
   }
   auto trainer = std::make_shared<Trainer<Net, Policy>>(net, config);
   std::ostringstream prefix;
-  prefix << "[" << method << " k=" << eval::k_label(split.k == data::kOfficial ? eval::kFullSplit : split.k)
+  prefix << "[" << method << " k=" << data::k_label(split.k)
          << " seed=" << split.seed << "] ";
   trainer->set_progress_prefix(prefix.str());
-  CellResult r;
-  r.method = method;
-  r.k = split.k;
-  r.seed = split.seed;
-  r.config = config;
-  r.split = split;
+  CellResult r = cell_result(method, split, config);
   r.fit = trainer->fit(split.train, split.val);
   r.best_epoch = r.fit.best_epoch;
   r.report = trainer->evaluate(split.test);
@@ -277,12 +280,7 @@ CellResult fit_ncm(Net net, const std::string& method, CellSetup setup, const Ex
                           std::max(1e-9, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     return report;
   };
-  CellResult r;
-  r.method = method;
-  r.k = split.k;
-  r.seed = split.seed;
-  r.config = config;
-  r.split = split;
+  CellResult r = cell_result(method, split, config);
   r.fit.finished = true;
   if (!split.val.empty()) r.fit.best_val_accuracy = report_on(split.val).metrics.top1();
   r.report = report_on(split.test);
@@ -398,7 +396,7 @@ struct ProtocolFiles {
 
 /// A cell's folder name under <out>/cells: "<method>-k<k>-s<seed>".
 inline std::string cell_dir_name(const std::string& method, int k, uint64_t seed) {
-  return method + "-k" + eval::k_label(k == data::kOfficial ? eval::kFullSplit : k) + "-s" + std::to_string(seed);
+  return method + "-k" + data::k_label(k) + "-s" + std::to_string(seed);
 }
 
 /// The per-image test outcomes of a finished cell.
@@ -430,9 +428,9 @@ inline void write_protocol_tables(const eval::ResultsTable& table, const std::fi
           "seeds [95 % interval, paired bootstrap resampling the test images within each seed]\n\n" +
           eval::paired_markdown(table.ks(), paired, baseline_label());
   md += "\nTop-5 accuracy (%)\n\n" + table.markdown(eval::Metric::top5);
-  ::halsal::detail::write_file_atomic(f.table_md, md);
-  ::halsal::detail::write_file_atomic(f.table_csv, table.wide_csv(eval::Metric::top1));
-  ::halsal::detail::write_file_atomic(f.paired_csv, eval::paired_csv(paired));
+  io::write_file_atomic(f.table_md, md);
+  io::write_file_atomic(f.table_csv, table.wide_csv(eval::Metric::top1));
+  io::write_file_atomic(f.paired_csv, eval::paired_csv(paired));
   table.write_long_csv(f.runs_csv);
 }
 
@@ -580,7 +578,7 @@ eval::ResultsTable run_protocol(std::shared_ptr<const data::Dataset> data, const
   const auto settings =
       detail::check_protocol_settings(files.settings_json, detail::protocol_settings<Backbone, Depth_, Fusion>(*data, p));
   std::filesystem::create_directories(p.out_dir);
-  ::halsal::detail::write_file_atomic(files.settings_json, settings.dump(2) + "\n");
+  io::write_file_atomic(files.settings_json, settings.dump(2) + "\n");
   eval::ResultsTable table = eval::ResultsTable::read_long_csv_or_empty(files.runs_csv);
   std::vector<std::string> order;
   for (const auto& m : experiment_methods()) order.push_back(method_label(m));
@@ -591,7 +589,7 @@ eval::ResultsTable run_protocol(std::shared_ptr<const data::Dataset> data, const
     for (const auto& rec : table.records()) {
       if (rec.method != method_label(m)) continue;
       const auto file = p.out_dir / "cells" /
-                        cell_dir_name(m, rec.k == eval::kFullSplit ? data::kOfficial : rec.k, static_cast<uint64_t>(rec.seed)) /
+                        cell_dir_name(m, rec.k, static_cast<uint64_t>(rec.seed)) /
                         "test_outcomes.csv";
       if (std::filesystem::exists(file)) outcomes[{rec.method, rec.k, rec.seed}] = eval::read_test_outcomes(file);
     }
@@ -605,12 +603,11 @@ eval::ResultsTable run_protocol(std::shared_ptr<const data::Dataset> data, const
     for (uint64_t seed : p.seeds)
       for (size_t mi = 0; mi < p.methods.size(); ++mi) {
         const std::string& method = p.methods[mi];
-        const int table_k = k == data::kOfficial ? eval::kFullSplit : k;
         const auto table_seed = static_cast<std::int64_t>(seed);
-        const std::string tag = "[" + method + " k=" + eval::k_label(table_k) + " seed=" + std::to_string(seed) + "] ";
+        const std::string tag = "[" + method + " k=" + data::k_label(k) + " seed=" + std::to_string(seed) + "] ";
         ExperimentOptions o = p.experiment;
         o.out_dir = p.out_dir / "cells" / cell_dir_name(method, k, seed);
-        if (table.has(labels[mi], table_k, table_seed)) {
+        if (table.has(labels[mi], k, table_seed)) {
           // A kill after runs.csv recorded the cell but before its checkpoints were removed.
           if (!p.keep_checkpoints) std::filesystem::remove_all(o.out_dir / "checkpoints");
           if (p.log) *p.log << tag << "done before, skipped\n";
@@ -620,19 +617,19 @@ eval::ResultsTable run_protocol(std::shared_ptr<const data::Dataset> data, const
         CellResult r = run_cell<Backbone, Depth_, Fusion>(method, data, k, seed, o);
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         const auto cell_outcomes = test_outcomes(r);
-        ::halsal::detail::write_file_atomic(o.out_dir / "test_outcomes.csv", eval::to_csv(cell_outcomes));
-        outcomes[{labels[mi], table_k, table_seed}] = cell_outcomes;
-        table.add(labels[mi], table_k, table_seed, 100 * r.top1, 100 * r.top5);
+        io::write_file_atomic(o.out_dir / "test_outcomes.csv", eval::to_csv(cell_outcomes));
+        outcomes[{labels[mi], k, table_seed}] = cell_outcomes;
+        table.add(labels[mi], k, table_seed, 100 * r.top1, 100 * r.top5);
         // runs.jsonl first, then runs.csv (the resume state): a kill between the two reruns the
         // cell, whose record then replaces the one written before.
         jsonl = detail::replace_jsonl_record(jsonl, cell_json(r, labels[mi], o.saliency.activation));
-        ::halsal::detail::write_file_atomic(files.runs_jsonl, jsonl);
+        io::write_file_atomic(files.runs_jsonl, jsonl);
         write_protocol_tables(table, p.out_dir, outcomes, p.title);
         if (!p.keep_checkpoints) std::filesystem::remove_all(o.out_dir / "checkpoints");
         if (p.log)
-          *p.log << tag << "top-1 " << ::halsal::detail::format_fixed(100 * r.top1, 1) << " %, top-5 "
-                 << ::halsal::detail::format_fixed(100 * r.top5, 1) << " % (epoch " << r.best_epoch << ", "
-                 << ::halsal::detail::format_fixed(seconds, 0) << " s)\n";
+          *p.log << tag << "top-1 " << format_fixed(100 * r.top1, 1) << " %, top-5 "
+                 << format_fixed(100 * r.top5, 1) << " % (epoch " << r.best_epoch << ", "
+                 << format_fixed(seconds, 0) << " s)\n";
         if (p.on_cell) p.on_cell(r);
       }
   write_protocol_tables(table, p.out_dir, outcomes, p.title);

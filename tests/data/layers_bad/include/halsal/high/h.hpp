@@ -1,0 +1,3 @@
+#pragma once
+#include "halsal/low/l.hpp"
+#include "halsal/nowhere/n.hpp"

@@ -1,0 +1,2 @@
+#pragma once
+#include "halsal/high/h.hpp"
