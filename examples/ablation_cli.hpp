@@ -2,6 +2,7 @@
 // they differ only in their type lists, which they pass in as one runner per backbone.
 #pragma once
 #include <halsal/experiments/ablation.hpp>
+#include <halsal/models/model_file.hpp>
 
 #include <CLI/CLI.hpp>
 #include <iostream>
@@ -32,7 +33,7 @@ int ablation_main(int argc, char** argv, const AblationProgram& p, RunAlexNet ru
               out = p.default_out;
   std::vector<std::string> step_one_data;
   TrainingFlags flags;
-  bool no_baseline = false;
+  bool no_baseline = false, save_models = false;
   const std::string variant = p.variant;
   app.add_option("--data", data_dir, "dataset folder (any layout halsal::data::open detects)")->required();
   app.add_option("--backbone", backbone, p.backbones)->check(CLI::IsMember({"alexnet", "mobilenet_v2"}));
@@ -48,6 +49,9 @@ int ablation_main(int argc, char** argv, const AblationProgram& p, RunAlexNet ru
   app.add_option("--seeds", seeds, "comma list of split/training seeds (std over them = error bars)");
   flags.add_to(app);
   app.add_flag("--no-baseline", no_baseline, "leave out the Baseline-RGB bar");
+  app.add_flag("--save-models", save_models,
+               "write each cell's trained network as a model file, <out>/cells/<cell>/model.safetensors, which "
+               "halsal_eval and halsal_predict load as that " + variant);
   app.add_option("--out", out, "output folder; rerunning with the same folder resumes");
   if (const int rc = parse(app, argc, argv, p.name); rc >= 0) return rc;
 
@@ -67,6 +71,13 @@ int ablation_main(int argc, char** argv, const AblationProgram& p, RunAlexNet ru
     o.seeds = ht::parse_seed_list(seeds);
     auto data = std::make_shared<const data::Dataset>(data::open(data_dir));
     std::cout << data->summary() << "\n";
+    if (save_models)
+      o.on_cell = [&](const std::string&, const ht::CellResult& r) {
+        if (r.out_dir.empty()) return;
+        const auto file = r.out_dir / "model.safetensors";
+        ht::save_cell_model(r, *data, o.experiment, file);
+        std::cout << "  model: " << file.string() << "\n";
+      };
     if (!step_one_data.empty()) {
       std::vector<data::Dataset> parts;
       for (const auto& dir : step_one_data) parts.push_back(data::open(dir));

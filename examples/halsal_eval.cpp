@@ -2,6 +2,7 @@
 // k-shot split stored in the model, or on all images — and writes per-class accuracy, the
 // confusion matrix and every image's prediction.
 #include <halsal/halsal.hpp>
+#include <halsal/models/instances.hpp>
 #include <halsal/models/model_file.hpp>
 
 #include <CLI/CLI.hpp>

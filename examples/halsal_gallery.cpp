@@ -1,6 +1,7 @@
 // halsal_gallery: the paper's Tables 3-4 from two model files — test images where ours is right and
 // the baseline wrong, then the reverse, each with our saliency and an example of our prediction.
 #include <halsal/halsal.hpp>
+#include <halsal/models/instances.hpp>
 #include <halsal/models/model_file.hpp>
 #include <halsal/models/comparison.hpp>
 

@@ -1,6 +1,7 @@
 // halsal_predict: the top classes of image files under a model file, and each image's hallucinated
 // saliency as a heat-map overlay PNG.
 #include <halsal/halsal.hpp>
+#include <halsal/models/instances.hpp>
 #include <halsal/models/model_file.hpp>
 #include <halsal/viz/image_ops.hpp>
 

@@ -2,6 +2,7 @@
 // its held-out check.
 #include <halsal/halsal.hpp>
 #include <halsal/experiments/experiment.hpp>
+#include <halsal/models/instances.hpp>
 
 #include <CLI/CLI.hpp>
 #include <iostream>
@@ -40,6 +41,12 @@ int run(const std::string& data_dir, const std::vector<std::string>& step_one_di
   auto data = std::make_shared<const halsal::data::Dataset>(halsal::data::open(data_dir));
   std::cout << data->summary() << "\n";
   const auto table = ht::run_protocol<B, halsal::Depth<4>, Fusion>(data, p);
+  // A shard that did not finish last has written only its own runs (see the line above).
+  const size_t grid = p.methods.size() * p.ks.size() * p.seeds.size();
+  if (p.shard.sharded() && table.records().size() < grid) {
+    std::cout << "Wrote " << (p.out_dir / "shards" / p.shard.folder()).string() << "/runs.csv, runs.jsonl\n";
+    return 0;
+  }
   std::cout << "\n" << table.markdown() << "\nWrote " << p.out_dir.string()
             << "/table.md, table.csv, paired.csv, runs.csv, runs.jsonl\n";
   return 0;
@@ -53,6 +60,8 @@ int main(int argc, char** argv) {
   std::string data_dir, weights, step_one, methods = "ncm,rgb,scratch-sal,smic,A,B", ks = "1,2,3,5,10",
                                           seeds = "0,1,2", backbone = "mobilenet_v2", out = "protocol-out";
   int fusion_stage = 4;
+  std::string shard;
+  bool merge = false;
   std::vector<std::string> step_one_data;
   double holdout = 0.2;
   halsal::cli::TrainingFlags flags;
@@ -70,18 +79,38 @@ int main(int argc, char** argv) {
   app.add_option("--methods", methods, "comma list of ncm, ncm-sal, rgb, scratch-sal, smic, A, B");
   app.add_option("--k", ks, "comma list of training images per class; K = the dataset's own split");
   app.add_option("--seeds", seeds, "comma list of split/training seeds");
-  app.add_option("--backbone", backbone, "mobilenet_v2, resnet18 or alexnet")
-      ->check(CLI::IsMember({"mobilenet_v2", "resnet18", "alexnet"}));
+  app.add_option("--backbone", backbone, ht::backbone_names_text() + " (resnet152: the paper's Table 2)")
+      ->check(CLI::IsMember(ht::backbone_names()));
   app.add_option("--fusion-stage", fusion_stage,
                  "mobilenet_v2: fuse after stage 3 (output stride 16) or 4 (32, the default, before pooling)")
       ->check(CLI::Range(3, 4));
   flags.add_to(app);
+  app.add_option("--shard", shard,
+                 "I/N: run shard I of N of the grid (cell i where i % N == I); without it, the place in the world "
+                 "comes from torchrun (RANK, WORLD_SIZE) or Slurm (SLURM_PROCID, SLURM_NTASKS), else one process");
+  app.add_flag("--merge", merge, "write the tables from every shard's finished cells in --out (no training)");
   app.add_option("--out", out, "output folder; rerunning with the same folder resumes");
   if (const int rc = halsal::cli::parse(app, argc, argv, "halsal_protocol"); rc >= 0) return rc;
 
   try {
+    if (merge) {
+      if (!shard.empty() || !step_one_data.empty()) throw halsal::Error("--merge takes only --out: it writes the tables from what the shards finished");
+      const auto table = ht::merge_protocol(out);
+      std::cout << table.markdown() << "\nMerged " << table.records().size() << " runs into " << out
+                << "/table.md, table.csv, paired.csv, runs.csv, runs.jsonl\n";
+      return 0;
+    }
     ht::ProtocolOptions p;
+    p.shard = shard.empty() ? ht::shard_from_environment() : ht::parse_shard(shard);
     p.experiment.config = flags.config();
+    // Each process of a world on CUDA takes the GPU of its local rank.
+    if (p.shard.sharded() && p.experiment.config.device == "cuda")
+      p.experiment.config.device = "cuda:" + std::to_string(p.shard.local_rank);
+    if (p.shard.sharded() && !step_one_data.empty())
+      throw halsal::Error("--step-one is one training run: start it as one process (no --shard, not under torchrun "
+                          "or srun with several tasks)");
+    if (p.shard.sharded())
+      std::cout << "shard " << p.shard.label() << " (" << p.shard.source << ") on " << p.experiment.config.device << "\n";
     p.experiment.saliency = flags.saliency();
     p.experiment.backbone_weights = weights;
     p.experiment.step_one_weights = step_one;
@@ -97,11 +126,11 @@ int main(int argc, char** argv) {
     }
     if (backbone != "mobilenet_v2" && fusion_stage != 4)
       throw halsal::Error("--fusion-stage is a MobileNetV2 option; " + backbone + " fuses at its default point");
-    if (backbone == "resnet18") return run<halsal::ResNet<18>>(data_dir, step_one_data, holdout, p);
-    if (backbone == "alexnet") return run<halsal::AlexNet>(data_dir, step_one_data, holdout, p);
     if (fusion_stage == 3)
       return run<halsal::MobileNetV2, halsal::AfterStage<3>>(data_dir, step_one_data, holdout, p);
-    return run<halsal::MobileNetV2>(data_dir, step_one_data, holdout, p);
+    return ht::with_backbone(backbone, [&](auto tag) {
+      return run<typename decltype(tag)::type>(data_dir, step_one_data, holdout, p);
+    });
   } catch (const std::exception& e) {
     std::cerr << "halsal_protocol: " << e.what() << "\n";
     return 1;

@@ -2,6 +2,7 @@
 // writes it as a model file (weights + backbone, method, classes, preprocessing, split) that
 // halsal_eval, halsal_predict and halsal_gallery read.
 #include <halsal/halsal.hpp>
+#include <halsal/models/instances.hpp>
 #include <halsal/models/model_file.hpp>
 
 #include <CLI/CLI.hpp>
@@ -18,8 +19,7 @@ int main(int argc, char** argv) {
   bool keep_checkpoints = false;
   halsal::cli::TrainingFlags flags;
   app.add_option("--data", data_dir, "dataset folder (any layout halsal::data::open detects)")->required();
-  app.add_option("--backbone", backbone, "mobilenet_v2, resnet18 or alexnet")
-      ->check(CLI::IsMember({"mobilenet_v2", "resnet18", "alexnet"}));
+  app.add_option("--backbone", backbone, ht::backbone_names_text())->check(CLI::IsMember(ht::backbone_names()));
   app.add_option("--method", method, "rgb, scratch-sal, smic, A or B")
       ->check(CLI::IsMember({"rgb", "scratch-sal", "smic", "A", "B"}));
   app.add_option("--k", k_text, "training images per class; K = the dataset's own training split");

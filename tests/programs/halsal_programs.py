@@ -299,3 +299,18 @@ def backbone_weights(keys_file, path, num_classes):
         tensors.append((name, "F32", shape, values.tobytes()))
     write_safetensors(path, tensors)
     return path
+
+
+# A list of named checks that keeps going after a failure and counts them (for tests that are one
+# script with many checks).
+class Checks:
+    def __init__(self):
+        self.failures = 0
+
+    def check(self, ok, what, detail=""):
+        print("%s %s" % ("ok  " if ok else "FAIL", what))
+        if not ok:
+            self.failures += 1
+            if detail:
+                print("     " + str(detail).replace("\n", "\n     ")[:3000])
+        return ok

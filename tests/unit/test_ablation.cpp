@@ -57,11 +57,14 @@ BOOST_AUTO_TEST_CASE(aggregation_for_known_numbers) {
   BOOST_TEST(std::isnan(halsal::eval::mean_and_std({7}).std));
   BOOST_TEST(halsal::eval::mean_and_std({}).n == 0);
 
-  const std::vector<ht::AblationRun> runs{
-      {"Conv-1", 5, 0, 88, 99}, {"Conv-1", 5, 1, 90, 100}, {"Conv-1", 5, 2, 92, 101},  // 90 ± 2, 100 ± 1
-      {"Baseline", 5, 0, 85, 95},                                                      // one seed: no std
-      {"Conv-2", 1, 0, 50, 80},   {"Conv-2", 1, 1, 60, 90},                            // 55 ± 7.07
-      {"Conv-9", 5, 0, 10, 10}};                                                       // not asked: ignored
+  eval::ResultsTable runs = ht::ablation_runs();
+  for (const eval::ResultRecord& r : std::vector<eval::ResultRecord>{
+           {"Conv-1", 5, 0, 88, 99}, {"Conv-1", 5, 1, 90, 100}, {"Conv-1", 5, 2, 92, 101},  // 90 ± 2, 100 ± 1
+           {"Baseline", 5, 0, 85, 95},                                                      // one seed: no std
+           {"Conv-2", 1, 0, 50, 80},   {"Conv-2", 1, 1, 60, 90},                            // 55 ± 7.07
+           {"Conv-9", 5, 0, 10, 10}})                                                       // not asked: ignored
+    runs.add(r);
+  BOOST_TEST(runs.row_label() == "variant");
   const auto r = ht::aggregate_ablation(runs, {"Conv-1", "Conv-2", "Baseline"}, {1, 5}, "T");
   BOOST_TEST(r.cell("Conv-1", 5).n == 3);
   BOOST_TEST(r.cell("Conv-1", 5).mean == 90.0);
@@ -103,17 +106,20 @@ BOOST_AUTO_TEST_CASE(aggregation_for_known_numbers) {
 
   // runs.csv round trip, in order, exact.
   const auto dir = test::scratch_dir("ablation_aggregate");
-  ::halsal::io::write_file_atomic(dir / "runs.csv", ht::ablation_runs_csv(runs));
+  runs.write_long_csv(dir / "runs.csv");
   BOOST_TEST(slurp(dir / "runs.csv").find("variant,k,seed,top1,top5\nConv-1,5,0,88,99\n") == 0u);
-  const auto back = ht::read_ablation_runs(dir / "runs.csv");
-  BOOST_REQUIRE(back.size() == runs.size());
-  for (size_t i = 0; i < runs.size(); ++i) {
-    BOOST_TEST(back[i].variant == runs[i].variant);
-    BOOST_TEST(back[i].k == runs[i].k);
-    BOOST_TEST(back[i].seed == runs[i].seed);
-    BOOST_TEST(back[i].top1 == runs[i].top1);
+  const auto back = ht::read_ablation_runs(dir / "runs.csv").records();
+  BOOST_REQUIRE(back.size() == runs.records().size());
+  for (size_t i = 0; i < back.size(); ++i) {
+    BOOST_TEST(back[i].method == runs.records()[i].method);
+    BOOST_TEST(back[i].k == runs.records()[i].k);
+    BOOST_TEST(back[i].seed == runs.records()[i].seed);
+    BOOST_TEST(back[i].top1 == runs.records()[i].top1);
   }
-  BOOST_TEST(ht::read_ablation_runs(dir / "absent.csv").empty());
+  BOOST_TEST(ht::read_ablation_runs(dir / "absent.csv").records().empty());
+  // The same table with "variant" rows: its Markdown and wide CSV name the column so.
+  BOOST_TEST(runs.markdown().find("| Variant |") == 0u, runs.markdown());
+  BOOST_TEST(runs.wide_csv().find("variant,") == 0u, runs.wide_csv());
   ::halsal::io::write_file_atomic(dir / "bad.csv", "method,k,seed,top1,top5\n");
   BOOST_CHECK_THROW(ht::read_ablation_runs(dir / "bad.csv"), Error);
 }
@@ -141,7 +147,7 @@ BOOST_AUTO_TEST_CASE(depth_ablation_writes_files_and_resumes) {
   BOOST_TEST(trained == (Vs{"Conv-1", "Conv-2", "Baseline"}), boost::test_tools::per_element());
   BOOST_TEST(first.variants == (Vs{"Conv-1", "Conv-2", "Baseline"}), boost::test_tools::per_element());
   BOOST_TEST(first.title.find("ResNet") != std::string::npos, first.title);
-  BOOST_REQUIRE(first.runs.size() == 3u);
+  BOOST_REQUIRE(first.runs.records().size() == 3u);
 
   // runs.csv: exactly one row per cell, in training order, with the numbers of the result.
   const std::string runs = slurp(dir / "runs.csv");
@@ -152,8 +158,8 @@ BOOST_AUTO_TEST_CASE(depth_ablation_writes_files_and_resumes) {
   BOOST_TEST(rows[0] == "variant,k,seed,top1,top5");
   const Vs labels{"Conv-1", "Conv-2", "Baseline"};
   for (size_t i = 0; i < 3; ++i) {
-    const auto& r = first.runs[i];
-    BOOST_TEST(r.variant == labels[i]);
+    const auto& r = first.runs.records()[i];
+    BOOST_TEST(r.method == labels[i]);
     BOOST_TEST(rows[i + 1] == labels[i] + ",1,0," + ::halsal::format_exact(r.top1) + ",100");
     BOOST_TEST(std::fmod(r.top1, 10.0) == 0.0);  // 10 test images: multiples of 10 %
     BOOST_TEST(first.cell(labels[i], 1).mean == r.top1);

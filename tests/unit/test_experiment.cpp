@@ -5,6 +5,8 @@
 #include <halsal/experiments/experiment.hpp>
 
 #include <fstream>
+#include <functional>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -294,6 +296,56 @@ BOOST_AUTO_TEST_CASE(demo_pipeline_writes_its_files_and_the_step_one_report) {
   BOOST_TEST(std::count(csv.begin(), csv.end(), '\n') == 5);
   BOOST_TEST(csv.rfind("method,k,seeds,top1_mean", 0) == 0u, csv);
   BOOST_TEST(csv.find("Approach B,1,2,") != std::string::npos, csv);
+}
+
+// A process's place in the world: --shard I/N, torchrun's and Slurm's environment, and the errors.
+BOOST_AUTO_TEST_CASE(shards_from_flags_and_environment) {
+  const ht::Shard s = ht::parse_shard("1/3");
+  BOOST_TEST(s.index == 1);
+  BOOST_TEST(s.count == 3);
+  BOOST_TEST(s.folder() == "rank-1-of-3");
+  BOOST_TEST(s.owns(1));
+  BOOST_TEST(s.owns(4));
+  BOOST_TEST(!s.owns(0));
+  BOOST_TEST(!s.owns(5));
+  BOOST_TEST(!ht::Shard{}.sharded());
+  auto message = [](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  BOOST_TEST(message([] { ht::parse_shard("3/2"); }).find("rank 3 is not below the world size 2") != std::string::npos);
+  BOOST_TEST(message([] { ht::parse_shard("-1/2"); }).find("expected I/N") != std::string::npos);
+  BOOST_TEST(message([] { ht::parse_shard("0/0"); }).find("at least one process") != std::string::npos);
+  BOOST_TEST(message([] { ht::parse_shard("1/2 "); }).find("expected I/N") != std::string::npos);
+
+  using Env = std::map<std::string, std::string>;
+  auto from = [](const Env& env) {
+    return ht::shard_from_environment([env](const char* name) -> const char* {
+      const auto it = env.find(name);
+      return it == env.end() ? nullptr : it->second.c_str();
+    });
+  };
+  BOOST_TEST(!from({}).sharded());
+  const auto t = from({{"RANK", "3"}, {"WORLD_SIZE", "4"}, {"LOCAL_RANK", "1"}, {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "9"}});
+  BOOST_TEST(t.index == 3);  // torchrun's variables win over Slurm's
+  BOOST_TEST(t.count == 4);
+  BOOST_TEST(t.local_rank == 1);
+  BOOST_TEST(t.source == "torchrun");
+  const auto u = from({{"SLURM_PROCID", "2"}, {"SLURM_NTASKS", "5"}, {"SLURM_LOCALID", "0"}});
+  BOOST_TEST(u.index == 2);
+  BOOST_TEST(u.count == 5);
+  BOOST_TEST(u.source == "Slurm");
+  BOOST_TEST(message([&] { from({{"WORLD_SIZE", "2"}}); }).find("WORLD_SIZE is set but RANK is not") != std::string::npos);
+  BOOST_TEST(message([&] { from({{"RANK", "2"}, {"WORLD_SIZE", "2"}}); }).find("rank 2 is not below the world size 2") !=
+             std::string::npos);
+  BOOST_TEST(message([&] { from({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "two"}}); })
+                 .find("SLURM_NTASKS=two is not a world size") != std::string::npos);
+  BOOST_TEST(message([&] { from({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"LOCAL_RANK", "x"}}); })
+                 .find("LOCAL_RANK=x is not a local rank") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

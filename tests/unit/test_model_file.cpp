@@ -2,8 +2,9 @@
 // network with identical outputs, bad files give errors that name them, predict() on an image file
 // agrees with infer, and the comparison gallery picks exactly the disagreeing images.
 #include <halsal/halsal.hpp>
-#include <halsal/models/model_file.hpp>
 #include <halsal/models/comparison.hpp>
+#include <halsal/models/instances.hpp>
+#include <halsal/models/model_file.hpp>
 
 #include <fstream>
 #include <sstream>
@@ -222,8 +223,8 @@ BOOST_AUTO_TEST_CASE(bad_files_give_errors_naming_them) {
   bad.backbone = "vgg16";
   ht::save_model(*net, bad, dir / "vgg.safetensors");
   msg = message_of([&] { ht::load_model(dir / "vgg.safetensors"); });
-  BOOST_TEST(msg.find("vgg.safetensors: unknown backbone 'vgg16' (expected mobilenet_v2, resnet18 or alexnet)") !=
-                 std::string::npos, msg);
+  BOOST_TEST(msg.find("vgg.safetensors: unknown backbone 'vgg16' (expected alexnet, resnet18, resnet34, resnet50, "
+                      "resnet101, resnet152 or mobilenet_v2)") != std::string::npos, msg);
   bad = info;
   bad.method = "C";
   ht::save_model(*net, bad, dir / "method.safetensors");
@@ -247,8 +248,12 @@ BOOST_AUTO_TEST_CASE(bad_files_give_errors_naming_them) {
              std::string(backbone_traits<AlexNet>::name));
   BOOST_TEST(ht::with_backbone("mobilenet_v2", [](auto tag) { return ht::backbone_key<typename decltype(tag)::type>(); }) ==
              "mobilenet_v2");
-  msg = message_of([&] { ht::with_backbone("resnet50", [](auto) { return 0; }); });
-  BOOST_TEST(msg == "unknown backbone 'resnet50' (expected mobilenet_v2, resnet18 or alexnet)");
+  BOOST_TEST(ht::with_backbone("resnet152", [](auto tag) { return ht::backbone_key<typename decltype(tag)::type>(); }) ==
+             "resnet152");
+  BOOST_TEST(ht::backbone_names().size() == 7u);
+  msg = message_of([&] { ht::with_backbone("resnet200", [](auto) { return 0; }); });
+  BOOST_TEST(msg == "unknown backbone 'resnet200' (expected alexnet, resnet18, resnet34, resnet50, resnet101, "
+                    "resnet152 or mobilenet_v2)");
 }
 
 BOOST_AUTO_TEST_CASE(predict_an_image_file) {
@@ -295,6 +300,146 @@ BOOST_AUTO_TEST_CASE(predict_an_image_file) {
   { std::ofstream(dir / "not.png") << "not an image"; }
   const std::string msg = message_of([&] { ht::predict(m, dir / "not.png"); });
   BOOST_TEST(msg.find("not.png") != std::string::npos, msg);
+}
+
+// An ablation variant (MobileNetV2 fused after stage 2, a cosine head) trained, saved and loaded by
+// the loader behind halsal_eval / halsal_predict gives the trained network's logits and map.
+BOOST_AUTO_TEST_CASE(ablation_variant_round_trips) {
+  const auto data = tiny_synthetic();
+  ht::ExperimentOptions o;
+  o.config = tiny_config();
+  o.config.head = "imprint";
+  o.split.test_per_class = 5;
+  o.split.val_per_class = 5;
+  o.out_dir = test::scratch_dir("model_file_variant");
+  o.saliency.activation = SaliencyActivation::softplus;
+  using Variant = HalSalNet<MobileNetV2, Depth<4>, AfterStage<2>>;
+  const ht::CellResult cell = ht::run_saliency_cell<MobileNetV2, Depth<4>, AfterStage<2>>("scratch-sal", data, 2, 1, o);
+  BOOST_TEST(cell.out_dir == o.out_dir);
+  BOOST_TEST(cell.composition.network == "HalSalNet");
+  BOOST_TEST(cell.composition.backbone == "mobilenet_v2");
+  BOOST_TEST(cell.composition.depth == 4);
+  BOOST_TEST(cell.composition.fusion == "AfterStage<2>");
+  BOOST_TEST(cell.composition.modulation == "Residual");
+  BOOST_TEST(cell.composition.activation == "softplus");
+  BOOST_TEST(cell.composition.head == "cosine");
+  const auto file = o.out_dir / "model.safetensors";
+  ht::save_cell_model(cell, *data, o, file);
+
+  const ht::ModelInfo info = ht::read_model_info(file);
+  BOOST_TEST(info.format_version == ht::kModelFormatVersion);
+  BOOST_TEST((info.composition == cell.composition));
+  BOOST_TEST(info.network == Variant::Impl::name());
+  BOOST_TEST(info.network == "HalSalNet<MobileNetV2, Depth<4>, AfterStage<2>, Residual>");
+  BOOST_TEST(info.backbone == "mobilenet_v2");
+  BOOST_TEST(info.saliency_activation == "softplus");
+
+  const auto x = test_images(*data, cell.split.test, 4);
+  const auto trained = cell.infer(x);
+  for (const auto& m : {ht::load_model(file), ht::load_model<Variant>(file)}) {
+    const auto back = m.infer(x);
+    BOOST_TEST((trained.logits - back.logits).abs().max().item<float>() <= 1e-6f);
+    BOOST_TEST((trained.saliency - back.saliency).abs().max().item<float>() <= 1e-6f);
+    const Variant net = m.network<Variant>();
+    BOOST_TEST((net->saliency->activation() == SaliencyActivation::softplus));
+    BOOST_TEST((composition_of(net) == cell.composition));
+  }
+  // Another type is refused, naming both.
+  std::string msg = message_of([&] { ht::load_model<HalSalNet<MobileNetV2>>(file); });
+  BOOST_TEST(msg.find("model.safetensors: holds a HalSalNet<MobileNetV2, Depth<4>, AfterStage<2>, Residual>, not a "
+                      "HalSalNet<MobileNetV2, Depth<4>, AfterStage<4>, Residual>") != std::string::npos, msg);
+  msg = message_of([&] { ht::load_model(file).network<HalSalNet<MobileNetV2, Depth<3>>>(); });
+  BOOST_TEST(msg.find("not a HalSalNet<MobileNetV2, Depth<3>, AfterStage<4>, Residual>") != std::string::npos, msg);
+}
+
+// A composition of the user's own (not one the programs train) loads with load_model<Net>; the
+// untyped loader says what it is and how to load it.
+BOOST_AUTO_TEST_CASE(own_composition_loads_typed) {
+  using Mine = HalSalNet<AlexNet, Depth<2>, AfterConv3, Plain>;
+  const auto dir = test::scratch_dir("model_file_own");
+  torch::manual_seed(4);
+  Mine net(3);
+  net->eval();
+  const ht::ModelInfo info = ht::model_info_for(net, {"a", "b", "c"}, "scratch-sal");
+  BOOST_TEST(info.composition.depth == 2);
+  BOOST_TEST(info.composition.fusion == "AfterConv3");
+  BOOST_TEST(info.composition.modulation == "Plain");
+  BOOST_TEST(info.composition.head == "linear");
+  BOOST_TEST(info.network == "HalSalNet<AlexNet, Depth<2>, AfterConv3, Plain>");
+  ht::ModelInfo sized = info;
+  sized.image_size = 64;
+  sized.center_crop = false;
+  ht::save_model(*net, sized, dir / "mine.safetensors");
+  const auto m = ht::load_model<Mine>(dir / "mine.safetensors");
+  const auto x = test_images(*tiny_synthetic(), hd::Subset::all(tiny_synthetic()), 2);
+  torch::NoGradGuard no_grad;
+  const auto direct = net->forward_full(hd::Normalization::imagenet()(x));
+  const auto back = m.infer(x);
+  BOOST_TEST((direct.logits - back.logits).abs().max().item<float>() <= 1e-6f);
+  BOOST_TEST((direct.saliency - back.saliency).abs().max().item<float>() <= 1e-6f);
+  const std::string msg = message_of([&] { ht::load_model(dir / "mine.safetensors"); });
+  BOOST_TEST(msg.find("mine.safetensors: holds a HalSalNet<AlexNet, Depth<2>, AfterConv3, Plain>, a composition the "
+                      "programs do not build") != std::string::npos, msg);
+  BOOST_TEST(msg.find("load it with load_model<HalSalNet<AlexNet, Depth<2>, AfterConv3, Plain>>") != std::string::npos, msg);
+}
+
+// Files of format 1 (no composition, no version) still load; a damaged composition or a newer
+// format is refused with a message.
+BOOST_AUTO_TEST_CASE(format_one_files_and_bad_compositions) {
+  const auto dir = test::scratch_dir("model_file_format");
+  torch::manual_seed(5);
+  HalSalNet<ResNet<18>> net(2);
+  net->eval();
+  ht::ModelInfo info = ht::model_info_for(net, {"a", "b"}, "B");
+  info.image_size = 64;
+  io::TensorDict tensors;
+  for (const auto& kv : io::state_dict(*net)) tensors.insert(kv.key(), kv.value().detach().clone());
+  auto write = [&](const std::string& name, const nlohmann::json& j) {
+    io::write_weights(dir / name, tensors, {{"halsal", "model"}, {"network", info.network}, {"info", j.dump()}});
+    return dir / name;
+  };
+  nlohmann::json v1 = ht::to_json(info);
+  BOOST_TEST(v1.at("format_version").get<int>() == 2);
+  v1.erase("format_version");
+  v1.erase("composition");
+  v1["saliency_activation"] = "softplus";
+  const auto old = write("v1.safetensors", v1);
+  const ht::ModelInfo read = ht::read_model_info(old);
+  BOOST_TEST(read.format_version == 1);
+  BOOST_TEST(read.composition.network == "HalSalNet");
+  BOOST_TEST(read.composition.backbone == "resnet18");
+  BOOST_TEST(read.composition.depth == 4);
+  BOOST_TEST(read.composition.fusion == "AfterStage<4>");
+  BOOST_TEST(read.composition.activation == "softplus");
+  const auto m = ht::load_model(old);
+  BOOST_TEST((m.module->as<HalSalNet<ResNet<18>>::Impl>()->saliency->activation() == SaliencyActivation::softplus));
+
+  nlohmann::json bad = ht::to_json(info);
+  bad["composition"]["depth"] = 9;
+  std::string msg = message_of([&] { ht::read_model_info(write("depth.safetensors", bad)); });
+  BOOST_TEST(msg.find("depth.safetensors: corrupt model file: model information: composition:") != std::string::npos, msg);
+  bad = ht::to_json(info);
+  bad["composition"]["fusion"] = "AfterStage<3>";
+  msg = message_of([&] { ht::read_model_info(write("mismatch.safetensors", bad)); });
+  BOOST_TEST(msg.find("the composition is a HalSalNet<ResNet-18, Depth<4>, AfterStage<3>, Residual> but the network is "
+                      "called HalSalNet<ResNet-18, Depth<4>, AfterStage<4>, Residual>") != std::string::npos, msg);
+  bad = ht::to_json(info);
+  bad["composition"]["head"] = "mlp";
+  msg = message_of([&] { ht::read_model_info(write("head.safetensors", bad)); });
+  BOOST_TEST(msg.find("unknown head kind 'mlp'") != std::string::npos, msg);
+  bad = ht::to_json(info);
+  bad["format_version"] = 3;
+  msg = message_of([&] { ht::read_model_info(write("newer.safetensors", bad)); });
+  BOOST_TEST(msg.find("newer.safetensors: corrupt model file: model information: format 3 (this halsal reads formats 1 "
+                      "to 2; the file was written by a newer halsal)") != std::string::npos, msg);
+  // Names parse back into compositions; others are refused.
+  BOOST_TEST((parse_network_name(HalSalNet<AlexNet, Depth<1>, AfterPool2, Plain>::Impl::name()).same_type(
+      composition_of<HalSalNet<AlexNet, Depth<1>, AfterPool2, Plain>>())));
+  BOOST_TEST((parse_network_name("RgbNet<ResNet-152>").same_type(composition_of<RgbNet<ResNet<152>>>())));
+  BOOST_TEST((parse_network_name("SmicNet<MobileNetV2, Depth<4>, AfterStage<3>, Residual>")
+                  .same_type(composition_of<SmicNet<MobileNetV2, Depth<4>, AfterStage<3>>>())));
+  BOOST_CHECK_THROW(parse_network_name("VggNet<VGG-16>"), Error);
+  BOOST_CHECK_THROW(parse_network_name("HalSalNet<ResNet-18, Depth<7>, AfterStage<4>, Residual>"), Error);
 }
 
 BOOST_AUTO_TEST_CASE(comparison_rows_pick_the_disagreements) {

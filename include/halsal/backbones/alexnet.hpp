@@ -88,6 +88,7 @@ struct backbone_traits<AlexNet> {
   static constexpr bool is_backbone = true;
   static constexpr BackboneFamily family = BackboneFamily::AlexNet;
   static constexpr const char* name = "AlexNet";
+  static constexpr const char* key = "alexnet";  ///< the name programs and model files use
   using default_fusion = BeforePool2;
   /// Index into `features` where the joint branch starts.
   template <class F>

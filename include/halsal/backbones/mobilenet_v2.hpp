@@ -140,6 +140,7 @@ struct backbone_traits<MobileNetV2> {
   static constexpr bool is_backbone = true;
   static constexpr BackboneFamily family = BackboneFamily::MobileNetV2;
   static constexpr const char* name = "MobileNetV2";
+  static constexpr const char* key = "mobilenet_v2";  ///< the name programs and model files use
   // Same rule as ResNet: fuse at the end of the last stage, right before global pooling.
   using default_fusion = AfterStage<4>;
   /// Index into `features` where the joint branch starts: the end of the stride-4, -8, -16 and

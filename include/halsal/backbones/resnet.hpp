@@ -201,6 +201,12 @@ struct backbone_traits<ResNet<N>> {
                                       : N == 50  ? "ResNet-50"
                                       : N == 101 ? "ResNet-101"
                                                  : "ResNet-152";
+  /// The name programs and model files use.
+  static constexpr const char* key = N == 18    ? "resnet18"
+                                     : N == 34  ? "resnet34"
+                                     : N == 50  ? "resnet50"
+                                     : N == 101 ? "resnet101"
+                                                : "resnet152";
   using default_fusion = AfterStage<4>;  // paper footnote 2: "after the fourth residual block"
   /// Number of stages in the RGB branch.
   template <class F>

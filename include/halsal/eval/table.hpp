@@ -21,6 +21,7 @@
 #include <halsal/io/bytes.hpp>  // io::write_file_atomic
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -75,21 +76,33 @@ inline CellStats mean_and_std(const std::vector<double>& values) {
   return s;
 }
 
-/// One finished run of the protocol: a method at k training images per class with one seed.
+/// One finished run: a row (a method of the protocol, a variant of an ablation) at k training
+/// images per class with one seed.
 struct ResultRecord {
-  std::string method;
+  std::string method;  ///< the row's label (the table's row_label() names what it is)
   int k = 0;
   std::int64_t seed = 0;
   double top1 = 0;
   double top5 = std::numeric_limits<double>::quiet_NaN();  ///< NaN when not measured
 };
 
-/// Per-seed results of methods × k, and the paper's wide table built from them.
+/// Per-seed results of rows × k, and the paper's wide table built from them. The rows are the
+/// protocol's methods or an ablation's variants: row_label ("method", "variant") names the
+/// first column of the CSV files and of the Markdown table.
 class ResultsTable {
  public:
-  /// Stores one run; a run with the same (method, k, seed) is replaced. k > 0 or kOfficial.
+  /// An empty table whose rows are called `row_label` (a CSV column name: lower case, no comma).
+  explicit ResultsTable(std::string row_label = "method") : row_label_(std::move(row_label)) {
+    if (row_label_.empty() || row_label_.find_first_of(",\"\n") != std::string::npos)
+      throw Error("results table: the row label must be a plain CSV column name, not '" + row_label_ + "'");
+  }
+
+  /// What the rows are: "method" (the protocol) or "variant" (an ablation).
+  const std::string& row_label() const { return row_label_; }
+
+  /// Stores one run; a run with the same (row, k, seed) is replaced. k > 0 or kOfficial.
   void add(const ResultRecord& r) {
-    if (r.method.empty()) throw Error("results table: empty method name");
+    if (r.method.empty()) throw Error("results table: empty " + row_label_ + " name");
     if (r.k <= 0 && r.k != kOfficial) throw Error("results table: k must be > 0 or kOfficial");
     for (auto& old : records_) {
       if (old.method == r.method && old.k == r.k && old.seed == r.seed) {
@@ -168,7 +181,8 @@ class ResultsTable {
   std::string markdown(Metric m = Metric::top1, int decimals = 1) const {
     auto cols = ks();
     std::ostringstream os;
-    os << "| Method |";
+    os << "| " << static_cast<char>(std::toupper(static_cast<unsigned char>(row_label_[0]))) << row_label_.substr(1)
+       << " |";
     for (int k : cols) os << ' ' << k_label(k) << " |";
     os << " AVG |\n|:---|";
     for (std::size_t i = 0; i <= cols.size(); ++i) os << "---:|";
@@ -187,7 +201,7 @@ class ResultsTable {
   std::string wide_csv(Metric m = Metric::top1, int decimals = 2) const {
     auto cols = ks();
     std::ostringstream os;
-    os << "method";
+    os << row_label_;
     for (int k : cols) os << ',' << k_label(k) << ',' << k_label(k) << "_std";
     os << ",AVG\n";
     for (const auto& method : methods()) {
@@ -203,9 +217,9 @@ class ResultsTable {
     return os.str();
   }
 
-  /// The raw runs as long-format CSV `method,k,seed,top1,top5` (exact round-trip numbers).
+  /// The raw runs as long-format CSV `<row label>,k,seed,top1,top5` (exact round-trip numbers).
   std::string long_csv() const {
-    std::string out = "method,k,seed,top1,top5\n";
+    std::string out = long_header() + "\n";
     for (const auto& r : records_) {
       out += csv_quote(r.method) + ',' + k_label(r.k) + ',' + std::to_string(r.seed) + ',' +
              format_exact(r.top1) + ',' + format_exact(r.top5) + '\n';
@@ -230,9 +244,12 @@ class ResultsTable {
     io::write_file_atomic(path, long_csv());
   }
 
-  /// Parses long_csv() text; errors name `source` and the line. Later duplicates replace earlier.
-  static ResultsTable parse_long_csv(const std::string& text, const std::string& source) {
-    ResultsTable t;
+  /// Parses long_csv() text of a table whose rows are `row_label`; errors name `source` and the
+  /// line. Later duplicates replace earlier.
+  static ResultsTable parse_long_csv(const std::string& text, const std::string& source,
+                                     const std::string& row_label = "method") {
+    ResultsTable t(row_label);
+    const std::string header = t.long_header();
     std::size_t pos = 0;
     int line_no = 0;
     bool header_seen = false;
@@ -248,9 +265,7 @@ class ResultsTable {
       std::vector<std::string> f;
       if (!csv_split(line, f)) throw Error(where() + "unterminated quoted field");
       if (!header_seen) {
-        if (line != "method,k,seed,top1,top5")
-          throw Error(where() + "expected the header 'method,k,seed,top1,top5', got '" + line +
-                      "'");
+        if (line != header) throw Error(where() + "expected the header '" + header + "', got '" + line + "'");
         header_seen = true;
         continue;
       }
@@ -258,7 +273,7 @@ class ResultsTable {
         throw Error(where() + "expected 5 fields, got " + std::to_string(f.size()));
       ResultRecord r;
       r.method = f[0];
-      if (r.method.empty()) throw Error(where() + "empty method name");
+      if (r.method.empty()) throw Error(where() + "empty " + row_label + " name");
       if (f[1] == "K") {
         r.k = kOfficial;
       } else {
@@ -277,29 +292,31 @@ class ResultsTable {
         throw Error(where() + "top5 is not a number: '" + f[4] + "'");
       t.add(r);
     }
-    if (!header_seen)
-      throw Error(source + ": empty file, expected the header 'method,k,seed,top1,top5'");
+    if (!header_seen) throw Error(source + ": empty file, expected the header '" + header + "'");
     return t;
   }
 
   /// Reads a long-format CSV written by write_long_csv(); errors name the file and line.
-  static ResultsTable read_long_csv(const std::filesystem::path& path) {
+  static ResultsTable read_long_csv(const std::filesystem::path& path, const std::string& row_label = "method") {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw file_error(path, "cannot open the results CSV");
     std::ostringstream buf;
     buf << in.rdbuf();
     if (in.bad()) throw file_error(path, "read error");
-    return parse_long_csv(buf.str(), path.string());
+    return parse_long_csv(buf.str(), path.string(), row_label);
   }
 
   /// Like read_long_csv(), but an absent file gives an empty table (a fresh protocol run).
-  static ResultsTable read_long_csv_or_empty(const std::filesystem::path& path) {
+  static ResultsTable read_long_csv_or_empty(const std::filesystem::path& path,
+                                             const std::string& row_label = "method") {
     std::error_code ec;
-    if (!std::filesystem::exists(path, ec)) return {};
-    return read_long_csv(path);
+    if (!std::filesystem::exists(path, ec)) return ResultsTable(row_label);
+    return read_long_csv(path, row_label);
   }
 
  private:
+  std::string long_header() const { return row_label_ + ",k,seed,top1,top5"; }
+
   static std::string cell_text(const CellStats& s, int decimals, const char* pm) {
     if (s.n == 0) return "—";
     std::string t = format_fixed(s.mean, decimals);
@@ -323,6 +340,7 @@ class ResultsTable {
     return !is.fail() && is.peek() == std::char_traits<char>::eof() && std::isfinite(v);
   }
 
+  std::string row_label_;
   std::vector<ResultRecord> records_;
   std::vector<std::string> order_;
 };

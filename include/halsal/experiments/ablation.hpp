@@ -135,14 +135,9 @@ struct AblationFiles {
         chart_svg(out / "ablation.svg") {}
 };
 
-/// One finished cell of an ablation (accuracies in percent).
-struct AblationRun {
-  std::string variant;
-  int k = 0;  ///< data::kOfficial for the dataset's own split
-  uint64_t seed = 0;
-  double top1 = 0;
-  double top5 = std::numeric_limits<double>::quiet_NaN();
-};
+/// An ablation's finished cells: the protocol's results table with "variant" rows (accuracies in
+/// percent; a record's `method` is the variant's label).
+inline eval::ResultsTable ablation_runs() { return eval::ResultsTable("variant"); }
 
 /// An ablation's outcome: rows = variants (labels in order), columns = ks; each cell the mean and
 /// sample std over seeds (n = 0: not run yet).
@@ -151,7 +146,7 @@ struct AblationResult {
   std::vector<std::string> variants;
   std::vector<int> ks;  ///< in the order asked for; data::kOfficial = "K"
   std::vector<std::vector<eval::CellStats>> top1, top5;  ///< [variant][k]
-  std::vector<AblationRun> runs;                         ///< every finished cell
+  eval::ResultsTable runs = ablation_runs();             ///< every finished cell
   /// Each variant against the Baseline bar, paired over the test images of all seeds (empty
   /// without a baseline or per-image outcomes).
   std::vector<eval::PairedRow> paired;
@@ -168,8 +163,9 @@ struct AblationResult {
 };
 
 /// The pure aggregation behind every ablation: for each (variant, k) the mean and sample std over
-/// the seeds of `runs`. Runs of other variants or ks are ignored (but kept in result.runs).
-inline AblationResult aggregate_ablation(const std::vector<AblationRun>& runs, const std::vector<std::string>& variants,
+/// the seeds of `runs` (ResultsTable::cell). Runs of other variants or ks are ignored (but kept
+/// in result.runs).
+inline AblationResult aggregate_ablation(const eval::ResultsTable& runs, const std::vector<std::string>& variants,
                                          const std::vector<int>& ks, const std::string& title = "") {
   AblationResult r;
   r.title = title;
@@ -179,11 +175,8 @@ inline AblationResult aggregate_ablation(const std::vector<AblationRun>& runs, c
   for (const auto& v : variants) {
     std::vector<eval::CellStats> row1, row5;
     for (int k : ks) {
-      std::vector<double> t1, t5;
-      for (const auto& run : runs)
-        if (run.variant == v && run.k == k) t1.push_back(run.top1), t5.push_back(run.top5);
-      row1.push_back(eval::mean_and_std(t1));
-      row5.push_back(eval::mean_and_std(t5));
+      row1.push_back(runs.cell(v, k, eval::Metric::top1));
+      row5.push_back(runs.cell(v, k, eval::Metric::top5));
     }
     r.top1.push_back(std::move(row1));
     r.top5.push_back(std::move(row5));
@@ -193,11 +186,8 @@ inline AblationResult aggregate_ablation(const std::vector<AblationRun>& runs, c
 
 /// Each variant against the Baseline bar at each k (top-1, points): per-image differences over
 /// the test images of all seeds where both have outcomes, with a 95 % paired bootstrap interval.
-inline std::vector<eval::PairedRow> ablation_paired(const std::vector<AblationRun>& runs,
-                                                    const eval::OutcomeMap& outcomes) {
-  eval::ResultsTable t;
-  for (const auto& r : runs) t.add(r.variant, r.k, static_cast<std::int64_t>(r.seed), r.top1, r.top5);
-  return eval::paired_comparisons(t, outcomes, ablation_baseline_label());
+inline std::vector<eval::PairedRow> ablation_paired(const eval::ResultsTable& runs, const eval::OutcomeMap& outcomes) {
+  return eval::paired_comparisons(runs, outcomes, ablation_baseline_label());
 }
 
 /// results.csv: `variant,k,n,top1_mean,top1_std,top5_mean,top5_std`, one row per (variant, k) in
@@ -285,35 +275,12 @@ inline void write_ablation_results(const AblationResult& r, const std::filesyste
   viz::write_svg(ablation_chart(r), f.chart_svg);
 }
 
-/// runs.csv text: `variant,k,seed,top1,top5` with exact round-trip numbers.
-inline std::string ablation_runs_csv(const std::vector<AblationRun>& runs) {
-  std::string out = "variant,k,seed,top1,top5\n";
-  for (const auto& r : runs)
-    out += csv_quote(r.variant) + ',' + data::k_label(r.k) + ',' + std::to_string(r.seed) + ',' +
-           format_exact(r.top1) + ',' + format_exact(r.top5) + '\n';
-  return out;
-}
-
-/// Reads runs.csv (absent: no runs); errors name the file and line.
-inline std::vector<AblationRun> read_ablation_runs(const std::filesystem::path& file) {
-  std::error_code ec;
-  if (!std::filesystem::exists(file, ec)) return {};
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw file_error(file, "cannot open the ablation runs CSV");
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  std::string text = buf.str();
-  const std::string header = "variant,k,seed,top1,top5";
-  if (text.compare(0, header.size(), header) != 0)
-    throw Error(file.string() + ":1: expected the header '" + header + "'");
-  // Same grammar as the protocol's long CSV: reuse its parser (line numbers stay the same).
-  text.replace(0, header.size(), "method,k,seed,top1,top5");
-  const auto table = eval::ResultsTable::parse_long_csv(text, file.string());
-  std::vector<AblationRun> runs;
-  for (const auto& r : table.records()) {
+/// Reads runs.csv (`variant,k,seed,top1,top5`, ResultsTable::long_csv; absent: no runs); errors
+/// name the file and line.
+inline eval::ResultsTable read_ablation_runs(const std::filesystem::path& file) {
+  eval::ResultsTable runs = eval::ResultsTable::read_long_csv_or_empty(file, "variant");
+  for (const auto& r : runs.records())
     if (r.seed < 0) throw Error(file.string() + ": negative seed for variant '" + r.method + "'");
-    runs.push_back({r.method, r.k, static_cast<uint64_t>(r.seed), r.top1, r.top5});
-  }
   return runs;
 }
 
@@ -390,15 +357,14 @@ inline AblationResult run_ablation(std::shared_ptr<const data::Dataset> data, st
 
   std::filesystem::create_directories(o.out_dir);
   const AblationFiles files(o.out_dir);
-  std::vector<AblationRun> runs = read_ablation_runs(files.runs_csv);
+  eval::ResultsTable runs = read_ablation_runs(files.runs_csv);
   auto cell_dir = [&](const std::string& label, int k, uint64_t seed) {
     return o.out_dir / "cells" / (ablation_slug(label) + "-k" + data::k_label(k) + "-s" + std::to_string(seed));
   };
   eval::OutcomeMap outcomes;  // per-image test outcomes of the finished cells
-  for (const auto& r : runs) {
-    const auto file = cell_dir(r.variant, r.k, r.seed) / "test_outcomes.csv";
-    if (std::filesystem::exists(file))
-      outcomes[{r.variant, r.k, static_cast<std::int64_t>(r.seed)}] = eval::read_test_outcomes(file);
+  for (const auto& r : runs.records()) {
+    const auto file = cell_dir(r.method, r.k, static_cast<uint64_t>(r.seed)) / "test_outcomes.csv";
+    if (std::filesystem::exists(file)) outcomes[{r.method, r.k, r.seed}] = eval::read_test_outcomes(file);
   }
   auto result_of = [&] {
     AblationResult a = aggregate_ablation(runs, labels, ks, title);
@@ -406,8 +372,7 @@ inline AblationResult run_ablation(std::shared_ptr<const data::Dataset> data, st
     return a;
   };
   auto done = [&](const std::string& label, int k, uint64_t seed) {
-    return std::any_of(runs.begin(), runs.end(),
-                       [&](const AblationRun& r) { return r.variant == label && r.k == k && r.seed == seed; });
+    return runs.has(label, k, static_cast<std::int64_t>(seed));
   };
   auto cell_name = [&](const std::string& label, int k, uint64_t seed) {
     return "[" + label + " k=" + data::k_label(k) + " seed=" + std::to_string(seed) + "] ";
@@ -441,8 +406,8 @@ inline AblationResult run_ablation(std::shared_ptr<const data::Dataset> data, st
         const auto cell_outcomes = test_outcomes(r);
         io::write_file_atomic(cell.out_dir / "test_outcomes.csv", eval::to_csv(cell_outcomes));
         outcomes[{v.label, ks[ki], static_cast<std::int64_t>(seed)}] = cell_outcomes;
-        runs.push_back({v.label, ks[ki], seed, 100 * r.top1, 100 * r.top5});
-        io::write_file_atomic(files.runs_csv, ablation_runs_csv(runs));
+        runs.add(v.label, ks[ki], static_cast<std::int64_t>(seed), 100 * r.top1, 100 * r.top5);
+        runs.write_long_csv(files.runs_csv);
         write_ablation_results(result_of(), o.out_dir);
         if (!o.keep_checkpoints) std::filesystem::remove_all(cell.out_dir / "checkpoints");
         if (o.log)

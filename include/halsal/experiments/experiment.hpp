@@ -19,9 +19,11 @@
 #include <functional>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "halsal/data/data.hpp"
@@ -32,6 +34,7 @@
 #include "halsal/nets/halsal_net.hpp"
 #include "halsal/nets/rgb_net.hpp"
 #include "halsal/nets/smic_net.hpp"
+#include "halsal/experiments/shard.hpp"
 #include "halsal/experiments/step_one.hpp"
 #include "halsal/train/trainer.hpp"
 
@@ -136,6 +139,8 @@ struct CellResult {
   int k = 0;
   uint64_t seed = 0;
   TrainConfig config;  ///< the configuration the cell ran with (its seed included)
+  Composition composition;  ///< the network it trained (type, map activation, head)
+  std::filesystem::path out_dir;  ///< the cell's folder (checkpoints, metrics); empty when none
   double top1 = 0, top5 = 0;
   int best_epoch = 0;
   FitResult fit;
@@ -224,7 +229,9 @@ CellResult fit_and_test(Net net, const std::string& method, CellSetup setup, con
          << " seed=" << split.seed << "] ";
   trainer->set_progress_prefix(prefix.str());
   CellResult r = cell_result(method, split, config);
+  r.out_dir = cell_dir;
   r.fit = trainer->fit(split.train, split.val);
+  r.composition = composition_of(trainer->net());  // after fit: the imprint recipe may add a cosine head
   r.best_epoch = r.fit.best_epoch;
   r.report = trainer->evaluate(split.test);
   r.top1 = r.report.metrics.top1();
@@ -287,6 +294,7 @@ CellResult fit_ncm(Net net, const std::string& method, CellSetup setup, const Ex
   r.top1 = r.report.metrics.top1();
   r.top5 = r.report.metrics.top5();
   r.model = trainer->net().ptr();
+  r.composition = composition_of(trainer->net());
   const auto norm = detail::normalization_of(config);
   r.infer = [trainer, ncm, norm](const torch::Tensor& images_u8) {
     auto& n = trainer->net();
@@ -384,6 +392,12 @@ struct ProtocolOptions {
   std::ostream* log = &std::cout;  ///< one line per cell; nullptr = silent
   std::function<void(const CellResult&)> on_cell;  ///< called after each trained cell
   std::string title;  ///< heading of table.md (empty: none)
+  /// This process's share of the grid (shard_from_environment(), parse_shard()): the grid's cell
+  /// number i, counted in the order k, seed, method, runs where i % count == index. A sharded
+  /// process keeps its runs.csv and runs.jsonl under <out>/shards/rank-I-of-N/ (the cells' own
+  /// folders are shared) and writes the tables once every cell of the grid is done, by whichever
+  /// process; merge_protocol() writes them from what is there at any time.
+  Shard shard;
 };
 
 /// The files run_protocol() writes under out_dir.
@@ -552,6 +566,86 @@ inline nlohmann::json check_protocol_settings(const std::filesystem::path& file,
 
 }  // namespace detail
 
+/// Every finished cell under out_dir: its runs.csv (a whole-grid run, or an earlier merge) and each
+/// shard's shards/<rank-I-of-N>/runs.csv, as one table whose records are in (method, k, seed)
+/// order whichever process ran them (a cell in several files: the last file read wins, all hold
+/// the same numbers for it).
+inline eval::ResultsTable merged_protocol_runs(const std::filesystem::path& out_dir) {
+  std::vector<std::filesystem::path> files{ProtocolFiles(out_dir).runs_csv};
+  std::error_code ec;
+  if (std::filesystem::is_directory(out_dir / "shards", ec)) {
+    std::vector<std::filesystem::path> shards;
+    for (const auto& e : std::filesystem::directory_iterator(out_dir / "shards"))
+      if (e.is_directory() && starts_with(e.path().filename().string(), "rank-")) shards.push_back(e.path() / "runs.csv");
+    std::sort(shards.begin(), shards.end());
+    files.insert(files.end(), shards.begin(), shards.end());
+  }
+  std::vector<eval::ResultRecord> records;
+  for (const auto& f : files) {
+    const eval::ResultsTable t = eval::ResultsTable::read_long_csv_or_empty(f);
+    records.insert(records.end(), t.records().begin(), t.records().end());
+  }
+  std::vector<std::string> order;
+  for (const auto& m : experiment_methods()) order.push_back(method_label(m));
+  auto rank = [&](const eval::ResultRecord& r) {
+    const auto at = std::find(order.begin(), order.end(), r.method);
+    const long long k = r.k == data::kOfficial ? std::numeric_limits<int>::max() : r.k;
+    return std::make_tuple(static_cast<long long>(at - order.begin()), r.method, k, r.seed);
+  };
+  std::stable_sort(records.begin(), records.end(), [&](const auto& a, const auto& b) { return rank(a) < rank(b); });
+  eval::ResultsTable t;
+  t.set_method_order(order);
+  for (const auto& r : records) t.add(r);
+  return t;
+}
+
+/// Writes the protocol's tables (table.md, table.csv, paired.csv, runs.csv and runs.jsonl) from
+/// every cell finished under out_dir, by any process (merged_protocol_runs), and returns the
+/// table: what a sharded grid's last process, or `halsal_protocol --merge`, does.
+inline eval::ResultsTable merge_protocol(const std::filesystem::path& out_dir, const std::string& title = "") {
+  const ProtocolFiles files(out_dir);
+  if (!std::filesystem::exists(files.settings_json))
+    throw file_error(out_dir, "no protocol run here (no settings.json): nothing to merge");
+  eval::ResultsTable table = merged_protocol_runs(out_dir);
+  eval::OutcomeMap outcomes;
+  std::map<std::tuple<std::string, int, std::int64_t>, std::string> lines;  // runs.jsonl by cell
+  auto read_jsonl = [&](const std::filesystem::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    for (std::string line; std::getline(in, line);) {
+      const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (!j.is_object() || !j.contains("method") || !j.contains("k") || !j.contains("seed")) continue;
+      const auto& k = j.at("k");
+      const int kv = k.is_string() ? data::kOfficial : k.is_number_integer() ? k.get<int>() : 0;
+      if (!j.at("method").is_string() || !j.at("seed").is_number_integer()) continue;
+      lines[{j.at("method").get<std::string>(), kv, j.at("seed").get<std::int64_t>()}] = line;
+    }
+  };
+  read_jsonl(files.runs_jsonl);
+  for (const auto& r : table.records())
+    for (const auto& m : experiment_methods()) {
+      if (method_label(m) != r.method) continue;
+      const auto file = out_dir / "cells" / cell_dir_name(m, r.k, static_cast<uint64_t>(r.seed)) / "test_outcomes.csv";
+      if (std::filesystem::exists(file)) outcomes[{r.method, r.k, r.seed}] = eval::read_test_outcomes(file);
+    }
+  std::error_code ec;
+  if (std::filesystem::is_directory(out_dir / "shards", ec)) {
+    std::vector<std::filesystem::path> shards;
+    for (const auto& e : std::filesystem::directory_iterator(out_dir / "shards"))
+      if (e.is_directory()) shards.push_back(e.path() / "runs.jsonl");
+    std::sort(shards.begin(), shards.end());
+    for (const auto& f : shards)
+      if (std::filesystem::exists(f)) read_jsonl(f);
+  }
+  std::string jsonl;
+  for (const auto& r : table.records()) {
+    const auto it = lines.find({r.method, r.k, r.seed});
+    if (it != lines.end()) jsonl += it->second + "\n";
+  }
+  io::write_file_atomic(files.runs_jsonl, jsonl);
+  write_protocol_tables(table, out_dir, outcomes, title);
+  return table;
+}
+
 /// Runs methods × ks × seeds with HalSalNet<Backbone, Depth_, Fusion> (and its RgbNet / SmicNet
 /// siblings) and returns the table (values in percent). Every method of a seed uses the same
 /// split. Resumable: cells already in <out>/runs.csv are skipped (more methods, k or seeds run
@@ -579,7 +673,14 @@ eval::ResultsTable run_protocol(std::shared_ptr<const data::Dataset> data, const
       detail::check_protocol_settings(files.settings_json, detail::protocol_settings<Backbone, Depth_, Fusion>(*data, p));
   std::filesystem::create_directories(p.out_dir);
   io::write_file_atomic(files.settings_json, settings.dump(2) + "\n");
-  eval::ResultsTable table = eval::ResultsTable::read_long_csv_or_empty(files.runs_csv);
+  // A sharded process keeps its own resume state; the shared tables are written at the end.
+  const bool sharded = p.shard.sharded();
+  const ProtocolFiles state(sharded ? p.out_dir / "shards" / p.shard.folder() : p.out_dir);
+  if (sharded) std::filesystem::create_directories(state.runs_csv.parent_path());
+  eval::ResultsTable table = eval::ResultsTable::read_long_csv_or_empty(state.runs_csv);
+  // Cells of the merged tables (an earlier run of the whole grid, or other shards' merge) are done.
+  const eval::ResultsTable merged_before =
+      sharded ? eval::ResultsTable::read_long_csv_or_empty(files.runs_csv) : eval::ResultsTable();
   std::vector<std::string> order;
   for (const auto& m : experiment_methods()) order.push_back(method_label(m));
   table.set_method_order(order);
@@ -594,20 +695,22 @@ eval::ResultsTable run_protocol(std::shared_ptr<const data::Dataset> data, const
       if (std::filesystem::exists(file)) outcomes[{rec.method, rec.k, rec.seed}] = eval::read_test_outcomes(file);
     }
   std::string jsonl;
-  if (std::filesystem::exists(files.runs_jsonl)) {
-    std::ifstream in(files.runs_jsonl, std::ios::binary);
+  if (std::filesystem::exists(state.runs_jsonl)) {
+    std::ifstream in(state.runs_jsonl, std::ios::binary);
     jsonl.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
     if (!jsonl.empty() && jsonl.back() != '\n') jsonl += '\n';
   }
+  size_t cell_number = 0;  // in the grid's order: k, seed, method
   for (int k : p.ks)
     for (uint64_t seed : p.seeds)
       for (size_t mi = 0; mi < p.methods.size(); ++mi) {
+        if (!p.shard.owns(cell_number++)) continue;
         const std::string& method = p.methods[mi];
         const auto table_seed = static_cast<std::int64_t>(seed);
         const std::string tag = "[" + method + " k=" + data::k_label(k) + " seed=" + std::to_string(seed) + "] ";
         ExperimentOptions o = p.experiment;
         o.out_dir = p.out_dir / "cells" / cell_dir_name(method, k, seed);
-        if (table.has(labels[mi], k, table_seed)) {
+        if (table.has(labels[mi], k, table_seed) || merged_before.has(labels[mi], k, table_seed)) {
           // A kill after runs.csv recorded the cell but before its checkpoints were removed.
           if (!p.keep_checkpoints) std::filesystem::remove_all(o.out_dir / "checkpoints");
           if (p.log) *p.log << tag << "done before, skipped\n";
@@ -623,8 +726,11 @@ eval::ResultsTable run_protocol(std::shared_ptr<const data::Dataset> data, const
         // runs.jsonl first, then runs.csv (the resume state): a kill between the two reruns the
         // cell, whose record then replaces the one written before.
         jsonl = detail::replace_jsonl_record(jsonl, cell_json(r, labels[mi], o.saliency.activation));
-        io::write_file_atomic(files.runs_jsonl, jsonl);
-        write_protocol_tables(table, p.out_dir, outcomes, p.title);
+        io::write_file_atomic(state.runs_jsonl, jsonl);
+        if (sharded)
+          table.write_long_csv(state.runs_csv);
+        else
+          write_protocol_tables(table, p.out_dir, outcomes, p.title);
         if (!p.keep_checkpoints) std::filesystem::remove_all(o.out_dir / "checkpoints");
         if (p.log)
           *p.log << tag << "top-1 " << format_fixed(100 * r.top1, 1) << " %, top-5 "
@@ -632,6 +738,19 @@ eval::ResultsTable run_protocol(std::shared_ptr<const data::Dataset> data, const
                  << format_fixed(seconds, 0) << " s)\n";
         if (p.on_cell) p.on_cell(r);
       }
+  if (sharded) {
+    // Whichever process finds every cell of the grid done writes the tables from all of them.
+    eval::ResultsTable all = merged_protocol_runs(p.out_dir);
+    size_t missing = 0;
+    for (int k : p.ks)
+      for (uint64_t seed : p.seeds)
+        for (const auto& label : labels) missing += all.has(label, k, static_cast<std::int64_t>(seed)) ? 0 : 1;
+    if (missing == 0) return merge_protocol(p.out_dir, p.title);
+    if (p.log)
+      *p.log << "[shard " << p.shard.label() << "] its cells are done; " << missing
+             << " cell(s) of other shards are not yet: the last shard to finish (or --merge) writes the tables\n";
+    return table;
+  }
   write_protocol_tables(table, p.out_dir, outcomes, p.title);
   return table;
 }

@@ -1,13 +1,17 @@
 // The model file: a trained network's weights in one .safetensors file together with what is
-// needed to use it again — backbone and method (which network type to rebuild), class names,
-// preprocessing (image size, normalization) and the k-shot split it was trained on (k, seed, split
-// options), so that data::kshot(dataset, k, seed, split) gives the same test set later.
+// needed to use it again — its whole composition (network kind, backbone, saliency depth, fusion
+// point, modulation, map activation, head kind: which network to rebuild), the method that trained
+// it, class names, preprocessing (image size, normalization) and the k-shot split it was trained on
+// (k, seed, split options), so that data::kshot(dataset, k, seed, split) gives the same test set
+// later. The information carries a format version (kModelFormatVersion); files of format 1 (no
+// composition: it is read from the network's name) still load.
 //
 //   namespace ht = halsal::train;
 //   ht::TrainModelOptions t;                     // backbone, method, k, seed, ExperimentOptions
 //   t.experiment.out_dir = "model-B-k5";         // checkpoints, metrics.jsonl, model.safetensors
 //   ht::TrainedModel r = ht::train_and_save(dataset, t);
 //   ht::LoadedModel m = ht::load_model("model-B-k5/model.safetensors");   // the right Net type
+//   auto mine = ht::load_model<HalSalNet<AlexNet, Depth<2>, AfterConv3>>("mine.safetensors");  // typed
 //   ht::EvalReport test = m.evaluate(ht::model_subset(m.info, dataset, "test"));
 //   ht::ImagePrediction p = ht::predict(m, "rose.jpg", /*top=*/5);      // classes, saliency map
 #pragma once
@@ -34,14 +38,24 @@
 #include "halsal/eval/table.hpp"
 #include "halsal/io/state_dict.hpp"
 #include "halsal/io/weights.hpp"
+#include "halsal/experiments/ablation.hpp"
 #include "halsal/experiments/experiment.hpp"
+#include "halsal/nets/composition.hpp"
 #include "halsal/train/trainer.hpp"
 
 namespace halsal::train {
 
+/// The format of the model information this halsal writes: 1 = backbone, method and network name
+/// only; 2 = adds the whole composition (ModelInfo::composition).
+inline constexpr int kModelFormatVersion = 2;
+
 /// Everything a model file records besides the weights.
 struct ModelInfo {
-  std::string backbone;  ///< "mobilenet_v2", "resnet18" or "alexnet" (see with_backbone)
+  int format_version = kModelFormatVersion;  ///< of the file it was read from (1 or 2)
+  /// The network: kind, backbone, depth, fusion point, modulation, map activation, head kind.
+  /// backbone, network and saliency_activation below repeat parts of it (format 1 had only them).
+  Composition composition;
+  std::string backbone;  ///< backbone key, see backbone_names() (alexnet, resnet18 … mobilenet_v2)
   std::string method;    ///< "rgb", "scratch-sal", "smic", "A" or "B" (see experiment_methods)
   std::string network;   ///< the network type's name, Impl::name(), e.g. "RgbNet<ResNet-18>"
   std::vector<std::string> class_names;  ///< in logit order
@@ -72,17 +86,62 @@ struct ModelInfo {
   /// "resnet18 / Approach B, k=5 seed=0, 4 classes, 64 px".
   std::string summary() const {
     std::ostringstream os;
-    os << backbone << " / " << method << " (" << network << "), k=" << data::k_label(k)
+    os << backbone << " / " << method << " (" << (composition.network.empty() ? network : describe(composition))
+       << "), k=" << data::k_label(k)
        << " seed=" << seed << ", " << class_names.size() << " classes, " << image_size << " px, " << normalization
        << " normalization";
     return os.str();
   }
 };
 
+/// A composition as JSON.
+inline nlohmann::json to_json(const Composition& c) {
+  return {{"network", c.network},       {"backbone", c.backbone},     {"depth", c.depth},
+          {"fusion", c.fusion},         {"modulation", c.modulation}, {"activation", c.activation},
+          {"head", c.head}};
+}
+
+/// Reads a composition written by to_json; a missing or mistyped field, an unknown backbone,
+/// activation or head is an Error naming it.
+inline Composition composition_from_json(const nlohmann::json& j) {
+  if (!j.is_object()) throw Error("composition: expected a JSON object");
+  Composition c;
+  std::string field;
+  try {
+    for (const char* key : {"network", "backbone", "depth", "fusion", "modulation", "activation", "head"}) {
+      field = key;
+      if (!j.contains(key)) throw Error(std::string("composition: field '") + key + "' is missing");
+    }
+    field = "network", c.network = j.at("network").get<std::string>();
+    field = "backbone", c.backbone = j.at("backbone").get<std::string>();
+    field = "depth", c.depth = j.at("depth").get<int>();
+    field = "fusion", c.fusion = j.at("fusion").get<std::string>();
+    field = "modulation", c.modulation = j.at("modulation").get<std::string>();
+    field = "activation", c.activation = j.at("activation").get<std::string>();
+    field = "head", c.head = j.at("head").get<std::string>();
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("composition: field '" + field + "' has the wrong type (" + e.what() + ")");
+  }
+  try {
+    const auto& keys = backbone_keys();
+    if (std::find(keys.begin(), keys.end(), c.backbone) == keys.end())
+      throw Error("unknown backbone '" + c.backbone + "'");
+    // The name must parse back into the same type: this checks kind, depth, fusion and modulation.
+    if (!parse_network_name(network_name(c)).same_type(c))
+      throw Error("'" + network_name(c) + "' is not a network halsal has");
+    if (c.network != "RgbNet") parse_saliency_activation(c.activation);
+    parse_head_kind(c.head);
+  } catch (const Error& e) {
+    throw Error(std::string("composition: ") + e.what());
+  }
+  return c;
+}
+
 /// ModelInfo as JSON (NaN accuracies as null; k = kOfficial as "K").
 inline nlohmann::json to_json(const ModelInfo& m) {
   auto num = [](double v) { return std::isnan(v) ? nlohmann::json() : nlohmann::json(v); };
-  return {{"backbone", m.backbone},
+  nlohmann::json j = {{"format_version", kModelFormatVersion},
+          {"backbone", m.backbone},
           {"method", m.method},
           {"network", m.network},
           {"class_names", m.class_names},
@@ -101,6 +160,8 @@ inline nlohmann::json to_json(const ModelInfo& m) {
           {"top5", num(m.top5)},
           {"best_epoch", m.best_epoch},
           {"config", m.config}};
+  if (!m.composition.network.empty()) j["composition"] = to_json(m.composition);
+  return j;
 }
 
 /// Reads ModelInfo from JSON; a missing or mistyped field is an Error naming it.
@@ -113,6 +174,11 @@ inline ModelInfo model_info_from_json(const nlohmann::json& j) {
   ModelInfo m;
   std::string field;
   try {
+    field = "format_version", m.format_version = j.value("format_version", 1);
+    if (m.format_version < 1 || m.format_version > kModelFormatVersion)
+      throw Error("model information: format " + std::to_string(m.format_version) + " (this halsal reads formats 1 to " +
+                  std::to_string(kModelFormatVersion) +
+                  (m.format_version > kModelFormatVersion ? "; the file was written by a newer halsal)" : ")"));
     field = "backbone", m.backbone = need("backbone").get<std::string>();
     field = "method", m.method = need("method").get<std::string>();
     field = "network", m.network = need("network").get<std::string>();
@@ -142,6 +208,25 @@ inline ModelInfo model_info_from_json(const nlohmann::json& j) {
   }
   if (m.class_names.empty()) throw Error("model information: no class names");
   parse_saliency_activation(m.saliency_activation);  // throws on unknown names
+  if (j.contains("composition")) {
+    try {
+      m.composition = composition_from_json(j.at("composition"));
+    } catch (const Error& e) {
+      throw Error(std::string("model information: ") + e.what());
+    }
+    if (network_name(m.composition) != m.network)
+      throw Error("model information: the composition is a " + network_name(m.composition) + " but the network is called " +
+                  m.network);
+  } else {
+    // Format 1: the network's name says the type; the activation was recorded beside it. The head
+    // kind is read from the weights (read_model_file).
+    try {
+      m.composition = parse_network_name(m.network);
+      if (m.composition.network != "RgbNet") m.composition.activation = m.saliency_activation;
+    } catch (const Error&) {
+      m.composition = Composition{};  // a name halsal does not know: the loaders say so
+    }
+  }
   if (m.image_size < 32 || m.image_size > 1024)
     throw Error("model information: image_size " + std::to_string(m.image_size) + " is outside 32..1024");
   if (m.normalization != "imagenet" && m.normalization != "symmetric")
@@ -158,30 +243,40 @@ struct BackboneTag {
   using type = B;
 };
 
-/// The backbone names model files and the programs use.
-inline const std::vector<std::string>& backbone_names() {
-  static const std::vector<std::string> n{"mobilenet_v2", "resnet18", "alexnet"};
-  return n;
+/// The backbone names model files and the programs use: alexnet, resnet18, resnet34, resnet50,
+/// resnet101, resnet152, mobilenet_v2.
+inline const std::vector<std::string>& backbone_names() { return backbone_keys(); }
+
+/// "alexnet, resnet18, …, resnet152 or mobilenet_v2" (for messages and --help).
+inline std::string backbone_names_text() {
+  std::string s;
+  const auto& n = backbone_names();
+  for (size_t i = 0; i < n.size(); ++i) s += (i == 0 ? "" : i + 1 == n.size() ? " or " : ", ") + n[i];
+  return s;
 }
 
 /// The name of a backbone type ("resnet18" for ResNet<18>).
 template <class B>
 std::string backbone_key() {
-  if constexpr (std::is_same_v<B, MobileNetV2>) return "mobilenet_v2";
-  else if constexpr (std::is_same_v<B, ResNet<18>>) return "resnet18";
-  else if constexpr (std::is_same_v<B, AlexNet>) return "alexnet";
-  else static_assert(std::is_same_v<B, MobileNetV2>, "halsal: model files know MobileNetV2, ResNet<18> and AlexNet");
+  static_assert(is_backbone_v<B>, "halsal: backbone_key<B> needs a backbone: AlexNet, ResNet<18|34|50|101|152> or MobileNetV2");
+  return backbone_traits<B>::key;
 }
 
-/// Runtime name → compile-time backbone: calls f(BackboneTag<B>{}) for "mobilenet_v2"
-/// (MobileNetV2), "resnet18" (ResNet<18>) or "alexnet" (AlexNet) and returns its result; other
-/// names are an Error listing the valid ones. Every branch must return the same type.
+/// Runtime name → compile-time backbone: calls f(BackboneTag<B>{}) for "alexnet" (AlexNet),
+/// "resnet18" … "resnet152" (ResNet<N>) or "mobilenet_v2" (MobileNetV2) and returns its result;
+/// other names are an Error listing the valid ones. Every branch must return the same type. Each
+/// branch instantiates f for its backbone: see halsal/models/instances.hpp for programs that
+/// would rather compile each backbone once.
 template <class F>
 auto with_backbone(const std::string& name, F&& f) {
-  if (name == "mobilenet_v2") return f(BackboneTag<MobileNetV2>{});
-  if (name == "resnet18") return f(BackboneTag<ResNet<18>>{});
   if (name == "alexnet") return f(BackboneTag<AlexNet>{});
-  throw Error("unknown backbone '" + name + "' (expected mobilenet_v2, resnet18 or alexnet)");
+  if (name == "resnet18") return f(BackboneTag<ResNet<18>>{});
+  if (name == "resnet34") return f(BackboneTag<ResNet<34>>{});
+  if (name == "resnet50") return f(BackboneTag<ResNet<50>>{});
+  if (name == "resnet101") return f(BackboneTag<ResNet<101>>{});
+  if (name == "resnet152") return f(BackboneTag<ResNet<152>>{});
+  if (name == "mobilenet_v2") return f(BackboneTag<MobileNetV2>{});
+  throw Error("unknown backbone '" + name + "' (expected " + backbone_names_text() + ")");
 }
 
 /// The network type a method trains, as run_cell builds it: rgb → RgbNet<B>, smic → SmicNet<B>,
@@ -207,16 +302,69 @@ std::string network_name(const std::string& method) {
 inline constexpr const char* kModelMetadataKind = "halsal";  ///< value "model"
 inline constexpr const char* kModelMetadataInfo = "info";    ///< value: to_json(ModelInfo)
 
-/// Writes `module`'s weights and `info` as a .safetensors model file, atomically. info.network must
-/// name the module's type (network_name<B>(method) / Impl::name()).
-inline void save_model(const torch::nn::Module& module, const ModelInfo& info, const std::filesystem::path& file) {
+namespace detail {
+
+/// True when a state dict holds a cosine head's scale (`backbone.<head>.scale`).
+template <class Keys>
+bool has_cosine_scale(const Keys& keys) {
+  for (const auto& k : keys)
+    if (starts_with(k, "backbone.") && k.size() > 6 && k.compare(k.size() - 6, 6, ".scale") == 0) return true;
+  return false;
+}
+
+/// Fills what `info` leaves out of the composition and its mirrors: the composition from the
+/// network's name (with info.saliency_activation and the module's head) when it is empty, the name,
+/// backbone and activation from the composition when they are empty.
+inline ModelInfo completed(ModelInfo info, const torch::nn::Module& module) {
+  if (info.composition.network.empty() && !info.network.empty()) {
+    try {
+      info.composition = parse_network_name(info.network);
+      if (info.composition.network != "RgbNet") info.composition.activation = info.saliency_activation;
+      std::vector<std::string> keys;
+      for (const auto& p : module.named_parameters(/*recurse=*/true)) keys.push_back(p.key());
+      if (has_cosine_scale(keys)) info.composition.head = "cosine";
+    } catch (const Error&) {
+      info.composition = Composition{};  // a network halsal does not know: recorded by name only
+    }
+  }
+  if (!info.composition.network.empty()) {
+    if (info.network.empty()) info.network = network_name(info.composition);
+    if (info.backbone.empty()) info.backbone = info.composition.backbone;
+    if (!info.composition.activation.empty()) info.saliency_activation = info.composition.activation;
+  }
+  info.format_version = kModelFormatVersion;
+  return info;
+}
+
+}  // namespace detail
+
+/// Writes `module`'s weights and `info` as a .safetensors model file, atomically. info.network
+/// must name the module's type (Impl::name()), or info.composition describe it (model_info_for());
+/// what one leaves out is filled from the other.
+inline void save_model(const torch::nn::Module& module, const ModelInfo& info_in, const std::filesystem::path& file) {
   if (file.extension() != ".safetensors") throw file_error(file, "a model file must be a .safetensors file");
+  const ModelInfo info = detail::completed(info_in, module);
   if (info.network.empty()) throw file_error(file, "save_model: info.network (the network's name) is empty");
   if (info.class_names.empty()) throw file_error(file, "save_model: info.class_names is empty");
   io::TensorDict tensors;
   for (const auto& kv : io::state_dict(module)) tensors.insert(kv.key(), kv.value().detach().to(torch::kCPU).contiguous());
   io::write_weights(file, tensors,
                     {{kModelMetadataKind, "model"}, {"network", info.network}, {kModelMetadataInfo, to_json(info).dump()}});
+}
+
+/// The information of a network of a user's own composition, for save_model(): composition,
+/// network name, backbone and map activation from `net`, the class names given; preprocessing and
+/// the rest keep their defaults (set them to what training used).
+template <class Net>
+ModelInfo model_info_for(const Net& net, std::vector<std::string> class_names, std::string method = "B") {
+  ModelInfo m;
+  m.composition = composition_of(net);
+  m.network = network_name(m.composition);
+  m.backbone = m.composition.backbone;
+  if (!m.composition.activation.empty()) m.saliency_activation = m.composition.activation;
+  m.method = std::move(method);
+  m.class_names = std::move(class_names);
+  return m;
 }
 
 namespace detail {
@@ -246,6 +394,9 @@ inline std::pair<ModelInfo, io::TensorDict> read_model_file(const std::filesyste
   } catch (const Error& e) {
     throw file_error(file, std::string("corrupt model file: ") + e.what());
   }
+  // Format 1 did not record the head: a cosine head stores its scale next to its weights.
+  if (m.format_version < 2 && !m.composition.network.empty() && has_cosine_scale(w.tensors.keys()))
+    m.composition.head = "cosine";
   return {std::move(m), std::move(w.tensors)};
 }
 
@@ -270,6 +421,15 @@ struct LoadedModel {
   /// Evaluates on a subset of a dataset with the model's preprocessing (Trainer::evaluate); the
   /// dataset's class names must be the model's (Error otherwise).
   std::function<EvalReport(const data::Subset&)> evaluate;
+
+  /// The network as its own type (e.g. HalSalNet<AlexNet, Depth<2>, AfterConv3>); an Error names
+  /// both types when it is another one.
+  template <class Net>
+  Net network() const {
+    auto impl = std::dynamic_pointer_cast<typename Net::Impl>(module);
+    if (!impl) throw Error(file.string() + ": the model is a " + info.network + ", not a " + Net::Impl::name());
+    return Net(impl);
+  }
 };
 
 /// Checks that `d` has the model's classes in the model's order; the Error names the first
@@ -300,31 +460,38 @@ inline TrainConfig evaluation_config(const ModelInfo& info, const std::string& d
   c.random_resized_crop = info.center_crop;
   c.device = device;
   c.batch_size = batch_size;
+  // The loaded network already has its trained head: "imprint" would make the Trainer reset a
+  // cosine head's learned scale to its starting value.
+  c.head = "xavier";
+  c.warmup_epochs = 0;
   c.quiet = true;
   c.checkpoint_dir.clear();
   c.metrics_jsonl.clear();
   return c;
 }
 
-/// Loads a model file into network type Net (e.g. HalSalNet<ResNet<18>>): the stored network name
-/// must be Net's and the weights must fit it exactly; errors name the file.
+/// Loads a model file into network type Net (e.g. HalSalNet<ResNet<18>>): the recorded composition
+/// must be Net's (else an Error naming both) and the weights must fit it exactly; the map's
+/// activation and the head's kind are rebuilt as recorded. Errors name the file.
 template <class Net>
 Net load_network(const std::filesystem::path& file, const ModelInfo& info, const io::TensorDict& tensors) {
   using Impl = typename Net::Impl;
-  if (info.network != Impl::name())
+  const Composition want = composition_of<Net>();
+  if (info.network != Impl::name() || (!info.composition.network.empty() && !info.composition.same_type(want)))
     throw file_error(file, "holds a " + info.network + ", not a " + Impl::name());
   const auto classes = static_cast<int64_t>(info.class_names.size());
   Net net = [&] {
     if constexpr (Impl::has_saliency) {
       SaliencyOptions so;
-      so.activation = parse_saliency_activation(info.saliency_activation);
+      so.activation = parse_saliency_activation(info.composition.network.empty() ? info.saliency_activation
+                                                                                 : info.composition.activation);
       return Net(classes, so);
     } else {
       return Net(classes);
     }
   }();
   // A cosine head (TrainConfig::head = "imprint") stores its scale next to its weights.
-  if (tensors.contains(Impl::head_name() + ".scale")) net->use_cosine_head();
+  if (info.composition.head == "cosine" || tensors.contains(Impl::head_name() + ".scale")) net->use_cosine_head();
   try {
     io::load_state_dict(*net, tensors, io::LoadOptions{});
   } catch (const Error& e) {
@@ -374,9 +541,84 @@ LoadedModel wrap_loaded(Net net, ModelInfo info, const std::filesystem::path& fi
 
 }  // namespace detail
 
-/// Loads a model file into the network its information names (backbone × method, as run_cell
-/// builds them) on `device` ("cpu", "cuda[:n]"). Errors name the file: not a model file, an
-/// unknown backbone or method, a network name that is not the rebuilt one, weights that do not fit.
+/// Loads a model file into network type Net, a composition of the user's own included, on
+/// `device` ("cpu", "cuda[:n]"): `load_model<HalSalNet<AlexNet, Depth<2>, AfterConv3>>(file)`. A
+/// file whose recorded composition is not Net's is refused with an Error naming both; other errors
+/// as load_model(file).
+template <class Net>
+LoadedModel load_model(const std::filesystem::path& file, const std::string& device = "cpu") {
+  auto loaded = detail::read_model_file(file);
+  return detail::wrap_loaded<Net>(load_network<Net>(file, loaded.first, loaded.second), loaded.first, file, device);
+}
+
+/// The networks load_model(file) rebuilds for backbone B: RgbNet<B>, HalSalNet<B> and SmicNet<B>
+/// with the default depth and fusion, plus the variants the programs train (the ablations'
+/// depths and fusion points, halsal_protocol's --fusion-stage 3). A user's own composition loads
+/// with load_model<Net>(file).
+template <class B>
+struct loadable_networks {
+  using type = type_list<RgbNet<B>, HalSalNet<B>, SmicNet<B>>;
+};
+template <>
+struct loadable_networks<AlexNet> {
+  using type = type_list<RgbNet<AlexNet>, HalSalNet<AlexNet>, SmicNet<AlexNet>, HalSalNet<AlexNet, Depth<1>>,
+                         HalSalNet<AlexNet, Depth<2>>, HalSalNet<AlexNet, Depth<3>>,
+                         HalSalNet<AlexNet, Depth<4>, AfterPool2>, HalSalNet<AlexNet, Depth<4>, AfterConv3>,
+                         HalSalNet<AlexNet, Depth<4>, AfterConv4>>;
+};
+template <>
+struct loadable_networks<MobileNetV2> {
+  using type = type_list<RgbNet<MobileNetV2>, HalSalNet<MobileNetV2>, SmicNet<MobileNetV2>,
+                         HalSalNet<MobileNetV2, Depth<1>>, HalSalNet<MobileNetV2, Depth<2>>,
+                         HalSalNet<MobileNetV2, Depth<3>>, HalSalNet<MobileNetV2, Depth<4>, AfterStage<1>>,
+                         HalSalNet<MobileNetV2, Depth<4>, AfterStage<2>>, HalSalNet<MobileNetV2, Depth<4>, AfterStage<3>>,
+                         SmicNet<MobileNetV2, Depth<4>, AfterStage<3>>>;
+};
+
+namespace detail {
+
+template <class... Nets, class F>
+void for_each_network(type_list<Nets...>, F&& f) {
+  (f(BackboneTag<Nets>{}), ...);
+}
+
+/// load_model(file)'s work for backbone B: the first of loadable_networks<B> whose type is the
+/// recorded composition. Not inline, so that a program can compile it once per backbone
+/// (halsal/models/instances.hpp).
+template <class B>
+LoadedModel load_backbone_model(const std::filesystem::path& file, const ModelInfo& info, const io::TensorDict& tensors,
+                                const std::string& device) {
+  if (info.composition.network.empty() || info.composition.backbone != backbone_traits<B>::key) {
+    // The recorded backbone is not the one the name says (or the name is not halsal's).
+    std::string expected;
+    with_network<B>(info.method, [&](auto tag) {
+      expected = decltype(tag)::type::Impl::name();
+      return 0;
+    });
+    throw file_error(file, "holds a " + info.network + ", not a " + expected);
+  }
+  std::optional<LoadedModel> out;
+  std::string known;
+  for_each_network(typename loadable_networks<B>::type{}, [&](auto tag) {
+    using Net = typename decltype(tag)::type;
+    const Composition c = composition_of<Net>();
+    known += (known.empty() ? "" : ", ") + network_name(c);
+    if (!out && c.same_type(info.composition))
+      out = wrap_loaded<Net>(load_network<Net>(file, info, tensors), info, file, device);
+  });
+  if (!out)
+    throw file_error(file, "holds a " + info.network + ", a composition the programs do not build (for " +
+                               backbone_traits<B>::name + " they build " + known + "); load it with load_model<" +
+                               info.network + "> in a program of your own");
+  return std::move(*out);
+}
+
+}  // namespace detail
+
+/// Loads a model file into the network its composition names, on `device` ("cpu", "cuda[:n]"):
+/// every backbone with the default depth and fusion, and the variants the programs train (see
+/// loadable_networks). Errors name the file: not a model file, an unknown backbone or method, a
+/// composition it does not build (load_model<Net> does), weights that do not fit.
 inline LoadedModel load_model(const std::filesystem::path& file, const std::string& device = "cpu") {
   auto loaded = detail::read_model_file(file);
   const ModelInfo& info = loaded.first;
@@ -389,10 +631,7 @@ inline LoadedModel load_model(const std::filesystem::path& file, const std::stri
   }
   return with_backbone(info.backbone, [&](auto btag) {
     using B = typename decltype(btag)::type;
-    return with_network<B>(info.method, [&](auto ntag) {
-      using Net = typename decltype(ntag)::type;
-      return detail::wrap_loaded<Net>(load_network<Net>(file, info, tensors), info, file, device);
-    });
+    return detail::load_backbone_model<B>(file, info, tensors, device);
   });
 }
 
@@ -431,18 +670,20 @@ struct TrainedModel {
   std::vector<std::filesystem::path> files;  ///< everything written that remains
 };
 
-/// The ModelInfo of a finished cell.
-template <class B>
-ModelInfo model_info_of(const CellResult& r, const data::Dataset& d, const ExperimentOptions& o) {
+/// The ModelInfo of a finished cell: the composition it trained (CellResult::composition), its
+/// method, split and configuration, the dataset's classes and where it lies.
+inline ModelInfo model_info_of(const CellResult& r, const data::Dataset& d, const ExperimentOptions& o) {
+  if (r.composition.network.empty()) throw Error("model_info_of: the cell records no network (composition)");
   ModelInfo m;
-  m.backbone = backbone_key<B>();
+  m.composition = r.composition;
+  m.backbone = r.composition.backbone;
   m.method = r.method;
-  m.network = network_name<B>(r.method);
+  m.network = network_name(r.composition);
   m.class_names = d.class_names;
   m.image_size = r.config.image_size;
   m.normalization = r.config.normalization;
   m.center_crop = r.config.random_resized_crop;
-  m.saliency_activation = to_string(o.saliency.activation);
+  m.saliency_activation = r.composition.activation.empty() ? to_string(o.saliency.activation) : r.composition.activation;
   m.k = r.k;
   m.seed = r.seed;
   m.split = o.split;
@@ -454,6 +695,16 @@ ModelInfo model_info_of(const CellResult& r, const data::Dataset& d, const Exper
   m.best_epoch = r.best_epoch;
   m.config = to_json(r.config);  // what the cell ran with (its seed included)
   return m;
+}
+
+/// Writes a finished cell's network as a model file (model_info_of + save_model), e.g. each cell of
+/// an ablation; load_model(file) rebuilds it. Returns the information written.
+inline ModelInfo save_cell_model(const CellResult& r, const data::Dataset& d, const ExperimentOptions& o,
+                                 const std::filesystem::path& file) {
+  if (!r.model) throw file_error(file, "save_cell_model: the cell kept no network");
+  const ModelInfo info = model_info_of(r, d, o);
+  save_model(*r.model, info, file);
+  return info;
 }
 
 /// Trains one network (run_cell: `method` on the k-shot split (k, seed)) and writes
@@ -473,7 +724,7 @@ inline TrainedModel train_and_save(std::shared_ptr<const data::Dataset> data, co
     ExperimentOptions o = t.experiment;
     o.keep_model = false;
     out.cell = run_cell<B>(t.method, data, t.k, t.seed, o);
-    out.info = model_info_of<B>(out.cell, *data, o);
+    out.info = model_info_of(out.cell, *data, o);
     return 0;
   });
   save_model(*out.cell.model, out.info, out.model_file);

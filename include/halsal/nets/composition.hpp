@@ -1,11 +1,18 @@
-// Compile-time checks of a network's composition: one sentence per mistake, no template pages.
+// A network's composition: compile-time checks (one sentence per mistake, no template pages) and
+// the same composition as values (Composition), which model files record and loaders compare.
 #pragma once
+#include <algorithm>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "halsal/backbones/alexnet.hpp"
+#include "halsal/backbones/mobilenet_v2.hpp"
+#include "halsal/backbones/resnet.hpp"
+#include "halsal/core/text.hpp"
 #include "halsal/fusion/fusion_points.hpp"
 #include "halsal/fusion/modulation.hpp"
+#include "halsal/nets/head.hpp"
 #include "halsal/saliency/saliency_branch.hpp"
 
 namespace halsal::detail {
@@ -96,3 +103,154 @@ std::string composition_name() {
 }
 
 }  // namespace halsal::detail
+
+namespace halsal {
+
+/// A network's whole composition as values: its type (network kind, backbone, saliency depth,
+/// fusion point, modulation) and the two choices that are not in the type (the map's activation and
+/// the head's kind). Model files record it; loaders rebuild and compare it.
+struct Composition {
+  std::string network;     ///< "HalSalNet", "SmicNet" or "RgbNet"
+  std::string backbone;    ///< backbone key: alexnet, resnet18 … resnet152, mobilenet_v2
+  int depth = 0;           ///< saliency-branch convolutions (0: no branch, RgbNet)
+  std::string fusion;      ///< "BeforePool2" … "AfterStage<4>" (empty for RgbNet)
+  std::string modulation;  ///< "Residual" or "Plain" (empty for RgbNet)
+  std::string activation = "relu";  ///< the map's last non-linearity: relu or softplus (empty for RgbNet)
+  std::string head = "linear";      ///< linear or cosine
+
+  /// True when both name the same network type (activation and head aside).
+  bool same_type(const Composition& o) const {
+    return network == o.network && backbone == o.backbone && depth == o.depth && fusion == o.fusion &&
+           modulation == o.modulation;
+  }
+  bool operator==(const Composition& o) const { return same_type(o) && activation == o.activation && head == o.head; }
+  bool operator!=(const Composition& o) const { return !(*this == o); }
+};
+
+/// The backbones a composition can name, as keys: alexnet, resnet18/34/50/101/152, mobilenet_v2.
+inline const std::vector<std::string>& backbone_keys() {
+  static const std::vector<std::string> k{backbone_traits<AlexNet>::key,     backbone_traits<ResNet<18>>::key,
+                                          backbone_traits<ResNet<34>>::key,  backbone_traits<ResNet<50>>::key,
+                                          backbone_traits<ResNet<101>>::key, backbone_traits<ResNet<152>>::key,
+                                          backbone_traits<MobileNetV2>::key};
+  return k;
+}
+
+namespace detail {
+
+/// Display name ("ResNet-152") ↔ key ("resnet152") of the backbones; empty when unknown.
+inline std::string backbone_name_of_key(const std::string& key) {
+  static const std::vector<std::pair<std::string, std::string>> t{
+      {backbone_traits<AlexNet>::key, backbone_traits<AlexNet>::name},
+      {backbone_traits<ResNet<18>>::key, backbone_traits<ResNet<18>>::name},
+      {backbone_traits<ResNet<34>>::key, backbone_traits<ResNet<34>>::name},
+      {backbone_traits<ResNet<50>>::key, backbone_traits<ResNet<50>>::name},
+      {backbone_traits<ResNet<101>>::key, backbone_traits<ResNet<101>>::name},
+      {backbone_traits<ResNet<152>>::key, backbone_traits<ResNet<152>>::name},
+      {backbone_traits<MobileNetV2>::key, backbone_traits<MobileNetV2>::name}};
+  for (const auto& kv : t) {
+    if (kv.first == key) return kv.second;
+  }
+  return {};
+}
+inline std::string backbone_key_of_name(const std::string& name) {
+  for (const auto& key : backbone_keys())
+    if (backbone_name_of_key(key) == name) return key;
+  return {};
+}
+
+}  // namespace detail
+
+/// The network type's name as Impl::name() spells it: "HalSalNet<ResNet-152, Depth<4>,
+/// AfterStage<4>, Residual>", "RgbNet<AlexNet>".
+inline std::string network_name(const Composition& c) {
+  std::string backbone = detail::backbone_name_of_key(c.backbone);
+  if (backbone.empty()) backbone = c.backbone;
+  if (c.network == "RgbNet") return "RgbNet<" + backbone + ">";
+  return c.network + "<" + backbone + ", Depth<" + std::to_string(c.depth) + ">, " + c.fusion + ", " + c.modulation + ">";
+}
+
+/// The whole composition in words: the type's name, then the map's activation and the head.
+inline std::string describe(const Composition& c) {
+  std::string s = network_name(c);
+  if (c.network != "RgbNet") s += ", " + c.activation + " map";
+  return s + ", " + c.head + " head";
+}
+
+/// Parses a network type's name (network_name(), Impl::name()) back into a composition with the
+/// default activation and head; throws an Error naming the text when it is not one.
+inline Composition parse_network_name(const std::string& text) {
+  auto bad = [&](const std::string& why) {
+    return Error("'" + text + "' is not a halsal network name (" + why + ")");
+  };
+  const auto open = text.find('<');
+  if (open == std::string::npos || text.empty() || text.back() != '>') throw bad("expected Kind<Backbone, ...>");
+  Composition c;
+  c.network = text.substr(0, open);
+  if (c.network != "HalSalNet" && c.network != "SmicNet" && c.network != "RgbNet")
+    throw bad("the network is HalSalNet, SmicNet or RgbNet");
+  std::vector<std::string> parts;
+  const std::string inner = text.substr(open + 1, text.size() - open - 2);
+  for (size_t at = 0;;) {
+    const size_t comma = inner.find(", ", at);
+    parts.push_back(inner.substr(at, comma == std::string::npos ? std::string::npos : comma - at));
+    if (comma == std::string::npos) break;
+    at = comma + 2;
+  }
+  c.backbone = detail::backbone_key_of_name(parts[0]);
+  if (c.backbone.empty()) throw bad("unknown backbone '" + parts[0] + "'");
+  if (c.network == "RgbNet") {
+    if (parts.size() != 1) throw bad("RgbNet takes a backbone only");
+    c.activation.clear();
+    return c;
+  }
+  if (parts.size() != 4) throw bad("expected a backbone, Depth<N>, a fusion point and a modulation");
+  if (!starts_with(parts[1], "Depth<") || parts[1].size() != 8 || parts[1][7] != '>' || parts[1][6] < '1' ||
+      parts[1][6] > '5')
+    throw bad("the depth is Depth<1..5>");
+  c.depth = parts[1][6] - '0';
+  c.fusion = parts[2];
+  const bool alexnet = c.backbone == backbone_traits<AlexNet>::key;
+  const std::vector<std::string> fusions =
+      alexnet ? std::vector<std::string>{BeforePool2::name, AfterPool2::name, AfterConv3::name, AfterConv4::name}
+              : std::vector<std::string>{AfterStage<1>::name, AfterStage<2>::name, AfterStage<3>::name,
+                                         AfterStage<4>::name};
+  if (std::find(fusions.begin(), fusions.end(), c.fusion) == fusions.end())
+    throw bad("'" + c.fusion + "' is not a fusion point of " + parts[0]);
+  c.modulation = parts[3];
+  if (c.modulation != "Residual" && c.modulation != "Plain") throw bad("the modulation is Residual or Plain");
+  return c;
+}
+
+/// The composition of network type Net (HalSalNet, SmicNet or RgbNet holder) with the default
+/// activation (relu) and head (linear).
+template <class Net>
+Composition composition_of() {
+  using Impl = typename Net::Impl;
+  using B = typename Impl::backbone_type;
+  Composition c;
+  const std::string name = Impl::name();
+  c.network = name.substr(0, name.find('<'));
+  c.backbone = backbone_traits<B>::key;
+  if constexpr (Impl::has_saliency) {
+    c.depth = Impl::depth_type::value;
+    c.fusion = Impl::fusion_type::name;
+    c.modulation = Impl::modulation_type::name;
+  } else {
+    c.activation.clear();
+  }
+  return c;
+}
+
+/// The composition of a network instance: its type's, with the map's activation and the head it
+/// has.
+template <class Net>
+Composition composition_of(const Net& net) {
+  using Impl = typename Net::Impl;
+  Composition c = composition_of<Net>();
+  if constexpr (Impl::has_saliency) c.activation = to_string(net->saliency->activation());
+  c.head = to_string(net->head_kind());
+  return c;
+}
+
+}  // namespace halsal
