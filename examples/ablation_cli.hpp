@@ -33,7 +33,8 @@ int ablation_main(int argc, char** argv, const AblationProgram& p, RunAlexNet ru
               out = p.default_out;
   std::vector<std::string> step_one_data;
   TrainingFlags flags;
-  bool no_baseline = false, save_models = false;
+  bool no_baseline = false, save_models = false, merge = false, step_one_only = false;
+  std::string shard;
   const std::string variant = p.variant;
   app.add_option("--data", data_dir, "dataset folder (any layout halsal::data::open detects)")->required();
   app.add_option("--backbone", backbone, p.backbones)->check(CLI::IsMember({"alexnet", "mobilenet_v2"}));
@@ -53,12 +54,22 @@ int ablation_main(int argc, char** argv, const AblationProgram& p, RunAlexNet ru
                "write each cell's trained network as a model file, <out>/cells/<cell>/model.safetensors, which "
                "halsal_eval and halsal_predict load as that " + variant);
   app.add_option("--out", out, "output folder; rerunning with the same folder resumes");
+  app.add_option("--shard", shard,
+                 "I/N: run shard I of N of the grid (cell i where i % N == I, counting variant, k, seed); without "
+                 "it, the place in the world comes from torchrun (RANK, WORLD_SIZE) or Slurm (SLURM_PROCID, "
+                 "SLURM_NTASKS)");
+  app.add_flag("--step-one-only", step_one_only,
+               "methods A and B: run each " + variant + "'s Step I (a shard: every N-th " + variant +
+                   ") and stop; a sharded run needs them made first");
+  app.add_flag("--merge", merge,
+               "write the results from every shard's finished cells in --out (no training; give the run's own "
+               "--data, --backbone, --method, --k and --seeds)");
   if (const int rc = parse(app, argc, argv, p.name); rc >= 0) return rc;
 
   try {
     ht::AblationOptions o;
     o.method = method;
-    if (method != "scratch-sal" && (step_one_data.empty() || weights.empty()))
+    if (method != "scratch-sal" && !merge && (step_one_data.empty() || weights.empty()))
       throw Error("--method " + method + " needs --step-one IMAGENET_DIR and --weights FILE (ImageNet weights with "
                   "their head): each " + variant + "'s saliency branch gets its own Step I");
     if (method == "scratch-sal" && !step_one_data.empty()) throw Error("--step-one is only used by --method A or B");
@@ -69,6 +80,14 @@ int ablation_main(int argc, char** argv, const AblationProgram& p, RunAlexNet ru
     o.include_baseline = !no_baseline;
     o.ks = ht::parse_k_list(ks);
     o.seeds = ht::parse_seed_list(seeds);
+    if (merge && (step_one_only || !shard.empty()))
+      throw Error("--merge writes the results from what every shard finished: no --shard, no --step-one-only");
+    o.mode = merge ? ht::AblationMode::merge : step_one_only ? ht::AblationMode::step_one_only : ht::AblationMode::run;
+    o.shard = merge ? ht::Shard{} : shard.empty() ? ht::shard_from_environment() : ht::parse_shard(shard);
+    o.experiment.config.device = o.shard.device(o.experiment.config.device);
+    if (o.shard.sharded())
+      std::cout << "shard " << o.shard.label() << " (" << o.shard.source << ") on " << o.experiment.config.device
+                << "\n";
     auto data = std::make_shared<const data::Dataset>(data::open(data_dir));
     std::cout << data->summary() << "\n";
     if (save_models)
@@ -84,6 +103,17 @@ int ablation_main(int argc, char** argv, const AblationProgram& p, RunAlexNet ru
       o.step_one_data = std::make_shared<const data::Dataset>(data::concat(parts));
     }
     const ht::AblationResult result = backbone == "mobilenet_v2" ? run_mobilenet_v2(data, o) : run_alexnet(data, o);
+    if (o.mode == ht::AblationMode::step_one_only) {
+      std::cout << "Step I files are in " << o.out_dir.string() << " (stepI-<" << variant << ">.safetensors)\n";
+      return 0;
+    }
+    bool complete = true;
+    for (const auto& row : result.top1)
+      for (const auto& cell : row) complete = complete && cell.n >= static_cast<int>(o.seeds.size());
+    if (o.shard.sharded() && !complete) {  // the results wait for the other shards
+      std::cout << "Wrote " << (o.out_dir / "shards" / o.shard.folder()).string() << "/runs.csv\n";
+      return 0;
+    }
     std::cout << "\n" << ht::ablation_results_markdown(result) << "\nWrote " << o.out_dir.string()
               << "/results.md, results.csv, ablation.svg, runs.csv\n";
     return 0;

@@ -104,8 +104,7 @@ int main(int argc, char** argv) {
     p.shard = shard.empty() ? ht::shard_from_environment() : ht::parse_shard(shard);
     p.experiment.config = flags.config();
     // Each process of a world on CUDA takes the GPU of its local rank.
-    if (p.shard.sharded() && p.experiment.config.device == "cuda")
-      p.experiment.config.device = "cuda:" + std::to_string(p.shard.local_rank);
+    p.experiment.config.device = p.shard.device(p.experiment.config.device);
     if (p.shard.sharded() && !step_one_data.empty())
       throw halsal::Error("--step-one is one training run: start it as one process (no --shard, not under torchrun "
                           "or srun with several tasks)");

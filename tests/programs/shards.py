@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The protocol's grid over processes (issue 12, part 1): no communication, one output folder.
 
-    shards.py --protocol PATH --work DIR
+    shards.py --protocol PATH --ablation PATH --work DIR
 
 - The same small protocol run as one process and as two shards started together (--shard 0/2 and
   1/2) gives the same runs.csv rows and the same tables; the shards' merge is in (method, k, seed)
@@ -13,6 +13,9 @@
   `--merge` then writes the same tables.
 - Bad worlds are refused before any work: WORLD_SIZE without RANK, a rank not below the size,
   --shard 3/2, --merge on a folder with no run.
+- An ablation program (halsal_ablation_depth, MobileNetV2, Conv-1..4 and Baseline) as one process
+  and as two processes with torchrun's environment writes the same runs.csv, results.md/csv and
+  paired.csv; --merge writes them again; a shard with other settings is refused.
 
 Standard library only; the programs run with one thread (halsal_programs.ENV).
 """
@@ -91,9 +94,52 @@ def expect_error(c, label, args, env, needle):
     c.check(r.rc == 1 and needle in text, "%s is refused (%s)" % (label, needle), "rc=%s\n%s" % (r.rc, text[-1500:]))
 
 
+ABLATION = ["--backbone", "mobilenet_v2", "--k", "1", "--seeds", "0", "--image-size", "64", "--epochs", "1",
+            "--warmup-epochs", "0"]
+ABLATION_FILES = ("runs.csv", "results.md", "results.csv", "paired.csv")
+
+
+def ablation(c, exe, ds, work, env):
+    base = [exe, "--data", ds] + ABLATION
+    single = os.path.join(work, "ablation-single")
+    r = h.run(base + ["--out", single], timeout=300, env=env)
+    if not c.check(r.rc == 0, "the ablation as one process", "rc=%s\n%s\n%s" % (r.rc, r.out[-1500:], r.err[-1500:])):
+        return
+    two = os.path.join(work, "ablation-two")
+    results = together(c, "the ablation under torchrun's environment",
+                       [(base + ["--out", two], env_without_world(RANK=str(i), WORLD_SIZE="2", LOCAL_RANK=str(i)))
+                        for i in (0, 1)])
+    c.check(all("(torchrun)" in res[1] for res in results), "each ablation process says its place",
+            [res[1][:300] for res in results])
+    _, runs = rows(os.path.join(single, "runs.csv"))
+    c.check(len(runs) == 5, "one process ran 5 cells (Conv-1..4, Baseline)", runs)
+    for i in (0, 1):
+        _, own = rows(os.path.join(two, "shards", "rank-%d-of-2" % i, "runs.csv"))
+        c.check(len(own) == (3, 2)[i], "ablation shard %d/2 ran %d of the 5 cells" % (i, (3, 2)[i]), own)
+    for name in ABLATION_FILES:
+        c.check(read(os.path.join(single, name)) == read(os.path.join(two, name)) != "",
+                "the ablation's two shards wrote one process's %s" % name,
+                "%s\n---\n%s" % (read(os.path.join(single, name)), read(os.path.join(two, name))))
+    for name in ABLATION_FILES:
+        os.remove(os.path.join(two, name))
+    r = h.run(base + ["--merge", "--out", two], timeout=120, env=env)
+    c.check(r.rc == 0 and "seed=0] top-1" not in r.out and "merged 5 finished cell(s)" in r.out,
+            "ablation --merge trains nothing and merges the 5 cells", r.out[-800:] + r.err[-800:])
+    for name in ABLATION_FILES:
+        c.check(read(os.path.join(single, name)) == read(os.path.join(two, name)),
+                "ablation --merge writes the same %s" % name)
+    other = list(ABLATION)
+    other[other.index("--epochs") + 1] = "2"
+    expect_error(c, "an ablation shard with other settings", [exe, "--data", ds] + other + ["--shard", "1/2", "--out", two],
+                 env, "config.epochs: 1 before, 2 now")
+    expect_error(c, "--step-one-only with scratch-sal", base + ["--step-one-only", "--out", two], env,
+                 "only methods A and B have a Step I")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--protocol", required=True)
+    ap.add_argument("--ablation", required=True)
     ap.add_argument("--work", required=True)
     a = ap.parse_args()
     if os.path.exists(a.work):
@@ -170,6 +216,8 @@ def main():
     expect_error(c, "--shard 1", base + ["--shard", "1", "--out", bad], env, "expected I/N")
     expect_error(c, "--merge of an empty folder", [exe, "--merge", "--out", bad], env, "nothing to merge")
     c.check(not os.path.exists(os.path.join(bad, "runs.csv")), "nothing was written by the refused runs")
+
+    ablation(c, a.ablation, ds, a.work, env)
 
     print("%d failure(s)" % c.failures)
     return 1 if c.failures else 0

@@ -1,6 +1,7 @@
 // The ablation layer (Figs. 2–3): variant labels from type lists, the mean/std aggregation for
 // known numbers and its files, a small depth ablation that resumes without re-training, per-variant
-// Step I caching, and the errors of A/B without Step I data.
+// Step I caching, the errors of A/B without Step I data, and the grid over shards (the same files
+// as one process, merge, other settings refused, Step I made first).
 #include <halsal/halsal.hpp>
 #include <halsal/experiments/ablation.hpp>
 
@@ -276,6 +277,108 @@ BOOST_AUTO_TEST_CASE(step_one_runs_once_per_variant) {
   BOOST_TEST(count_of(log.str(), "Step I ->") == 0u, log.str());
   BOOST_TEST(count_of(log.str(), "skipped") == 1u, log.str());
   BOOST_TEST(r.cell("After stage 3", 1).n == 2);
+
+  // Sharded, method B needs the Step I made first (step_one_only), by the variant's own shard.
+  o.out_dir = dir / "sharded";
+  o.shard = ht::parse_shard("1/2");
+  auto message = [&] {
+    try {
+      ht::run_fusion_ablation<ResNet<18>, Depth<1>>(data, ht::type_list<AfterStage<3>>{}, o);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string refused = message();
+  BOOST_TEST(refused.find("--step-one-only") != std::string::npos, refused);
+  BOOST_TEST(refused.find("stepI-after-stage-3.safetensors") != std::string::npos, refused);
+  BOOST_TEST(trained == 2);
+  log.str("");
+  o.mode = ht::AblationMode::step_one_only;
+  ht::run_fusion_ablation<ResNet<18>, Depth<1>>(data, ht::type_list<AfterStage<3>>{}, o);
+  BOOST_TEST(!std::filesystem::exists(o.out_dir / "stepI-after-stage-3.safetensors"));  // variant 0 is shard 0's
+  o.shard = ht::parse_shard("0/2");
+  ht::run_fusion_ablation<ResNet<18>, Depth<1>>(data, ht::type_list<AfterStage<3>>{}, o);
+  BOOST_TEST(std::filesystem::exists(o.out_dir / "stepI-after-stage-3.safetensors"));
+  BOOST_TEST(count_of(log.str(), "Step I ->") == 1u, log.str());
+  BOOST_TEST(trained == 2);  // Step I only
+  o.mode = ht::AblationMode::run;
+  o.shard = ht::parse_shard("1/2");  // cell 1: seed 1
+  log.str("");
+  ht::run_fusion_ablation<ResNet<18>, Depth<1>>(data, ht::type_list<AfterStage<3>>{}, o);
+  BOOST_TEST(trained == 3);
+  BOOST_TEST(count_of(log.str(), "Step I ->") == 0u, log.str());
+  BOOST_TEST(count_of(log.str(), "other shards are not yet") == 1u, log.str());
+  o.mode = ht::AblationMode::step_one_only;
+  o.method = "scratch-sal";
+  BOOST_TEST(message().find("only methods A and B have a Step I") != std::string::npos, message());
+}
+
+BOOST_AUTO_TEST_CASE(shards_write_what_one_process_writes) {
+  const auto data = tiny_synthetic();
+  const auto dir = test::scratch_dir("ablation_shards");
+  ht::AblationOptions o;
+  o.ks = {1};
+  o.seeds = {0, 1};
+  o.experiment.config = tiny_config();
+  o.log = nullptr;
+  using Depths = ht::type_list<Depth<1>>;
+  o.out_dir = dir / "single";
+  const auto single = ht::run_depth_ablation<ResNet<18>>(data, Depths{}, o);
+  BOOST_REQUIRE(single.runs.records().size() == 4u);
+
+  // Two shards, one after the other; cells count variant, k, seed: shard 0 has cells 0 and 2.
+  o.out_dir = dir / "two";
+  Vs trained;
+  o.on_cell = [&](const std::string& v, const ht::CellResult& r) {
+    trained.push_back(v + "/" + std::to_string(r.seed));
+  };
+  o.shard = ht::parse_shard("0/2");
+  ht::run_depth_ablation<ResNet<18>>(data, Depths{}, o);
+  BOOST_TEST(trained == (Vs{"Conv-1/0", "Baseline/0"}), boost::test_tools::per_element());
+  BOOST_TEST(std::filesystem::exists(o.out_dir / "shards" / "rank-0-of-2" / "runs.csv"));
+  BOOST_TEST(!std::filesystem::exists(o.out_dir / "results.md"));  // shard 1 has not run
+  trained.clear();
+  o.shard = ht::parse_shard("1/2");
+  const auto two = ht::run_depth_ablation<ResNet<18>>(data, Depths{}, o);
+  BOOST_TEST(trained == (Vs{"Conv-1/1", "Baseline/1"}), boost::test_tools::per_element());
+  BOOST_TEST(two.cell("Conv-1", 1).n == 2);
+  // The shard that finished last wrote the results: those of one process, byte for byte.
+  const Vs names{"runs.csv", "results.md", "results.csv", "paired.csv", "ablation.svg"};
+  for (const auto& name : names)
+    BOOST_TEST((slurp(dir / "single" / name) == slurp(dir / "two" / name) && !slurp(dir / "two" / name).empty()), name);
+
+  // A merge writes them again from the shards' files, training nothing.
+  for (const auto& name : names) std::filesystem::remove(o.out_dir / name);
+  o.mode = ht::AblationMode::merge;
+  o.shard = ht::Shard{};
+  trained.clear();
+  ht::run_depth_ablation<ResNet<18>>(data, Depths{}, o);
+  BOOST_TEST(trained.empty());
+  for (const auto& name : names) BOOST_TEST(slurp(dir / "single" / name) == slurp(dir / "two" / name), name);
+
+  // Another shard (or a resume) with other settings in the same folder is refused; nothing changes.
+  auto message = [&] {
+    try {
+      ht::run_depth_ablation<ResNet<18>>(data, Depths{}, o);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string settings = slurp(o.out_dir / "settings.json");
+  o.mode = ht::AblationMode::run;
+  o.shard = ht::parse_shard("1/2");
+  o.experiment.config.epochs += 1;
+  const std::string other = message();
+  BOOST_TEST(other.find("other settings") != std::string::npos, other);
+  BOOST_TEST(other.find("config.epochs") != std::string::npos, other);
+  BOOST_TEST(slurp(o.out_dir / "settings.json") == settings);
+  BOOST_TEST(trained.empty());
+  // A merge of a folder with no ablation.
+  o.mode = ht::AblationMode::merge;
+  o.out_dir = dir / "empty";
+  BOOST_TEST(message().find("nothing to merge") != std::string::npos, message());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

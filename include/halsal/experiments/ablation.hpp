@@ -37,6 +37,7 @@
 #include "halsal/eval/paired.hpp"
 #include "halsal/eval/table.hpp"
 #include "halsal/experiments/experiment.hpp"
+#include "halsal/experiments/shard.hpp"
 #include "halsal/viz/svg.hpp"
 
 namespace halsal::train {
@@ -106,6 +107,13 @@ inline std::string ablation_slug(const std::string& label) {
   return s;
 }
 
+/// What run_depth_ablation and run_fusion_ablation do with their grid of cells.
+enum class AblationMode {
+  run,            ///< train this process's cells (every cell when alone), with Step I when needed
+  step_one_only,  ///< methods A and B: run the Step I of this process's variants (every N-th), then stop
+  merge,          ///< no training: write the results from every cell finished under out_dir, by any process
+};
+
 /// What an ablation runs and where it writes.
 struct AblationOptions {
   /// How the saliency variants are trained: "scratch-sal" (branch from Xavier initialisation, no
@@ -125,14 +133,21 @@ struct AblationOptions {
   std::ostream* log = &std::cout;  ///< one line per cell; nullptr = silent
   /// Called after each trained cell (not for skipped ones) with the variant's label.
   std::function<void(const std::string& variant, const CellResult&)> on_cell;
+  AblationMode mode = AblationMode::run;
+  /// This process's share of the grid (shard_from_environment(), parse_shard()): the cell number
+  /// i, counted in the order variant, k, seed, runs where i % count == index. A sharded process
+  /// keeps its runs.csv under <out>/shards/rank-I-of-N/ (the cells' folders are shared) and writes
+  /// the results once every cell is done, by whichever process. Methods A and B need every
+  /// variant's Step I file before a sharded run: make them with AblationMode::step_one_only.
+  Shard shard;
 };
 
 /// The files an ablation writes under out_dir.
 struct AblationFiles {
-  std::filesystem::path runs_csv, results_csv, results_md, chart_svg;
+  std::filesystem::path runs_csv, results_csv, results_md, chart_svg, settings_json;
   explicit AblationFiles(const std::filesystem::path& out)
       : runs_csv(out / "runs.csv"), results_csv(out / "results.csv"), results_md(out / "results.md"),
-        chart_svg(out / "ablation.svg") {}
+        chart_svg(out / "ablation.svg"), settings_json(out / "settings.json") {}
 };
 
 /// An ablation's finished cells: the protocol's results table with "variant" rows (accuracies in
@@ -284,6 +299,16 @@ inline eval::ResultsTable read_ablation_runs(const std::filesystem::path& file) 
   return runs;
 }
 
+/// Every finished cell of an ablation under out_dir, by any process: its runs.csv and each shard's
+/// shards/<rank-I-of-N>/runs.csv, records in (variant, k, seed) order with `variants` first.
+inline eval::ResultsTable merged_ablation_runs(const std::filesystem::path& out_dir,
+                                               const std::vector<std::string>& variants) {
+  eval::ResultsTable runs = detail::merged_runs(out_dir, variants, "variant");
+  for (const auto& r : runs.records())
+    if (r.seed < 0) throw Error(out_dir.string() + ": negative seed for variant '" + r.method + "' in a runs.csv");
+  return runs;
+}
+
 namespace detail {
 
 /// One bar of an ablation, type-erased: its label and how to train one cell (and its Step I).
@@ -340,7 +365,9 @@ inline AblationResult run_ablation(std::shared_ptr<const data::Dataset> data, st
     for (size_t j = 0; j < i; ++j)
       if (variants[i].label == variants[j].label) throw Error("ablation: variant '" + variants[i].label + "' is listed twice");
   const bool step_one = o.method != "scratch-sal";
-  if (step_one) {
+  if (o.mode == AblationMode::step_one_only && !step_one)
+    throw Error("ablation: only methods A and B have a Step I (this one is " + o.method + ")");
+  if (step_one && o.mode != AblationMode::merge) {
     if (!o.step_one_data)
       throw Error("ablation: methods A and B need a Step I dataset (ImageNet-validation layout, --step-one DIR): "
                   "each variant's saliency branch has its own shape and its own Step I");
@@ -354,50 +381,99 @@ inline AblationResult run_ablation(std::shared_ptr<const data::Dataset> data, st
   std::vector<std::string> labels;
   for (const auto& v : variants) labels.push_back(v.label);
   const std::vector<int>& ks = o.ks;  // table columns: data::kOfficial is written "K"
+  auto step_one_file = [&](const AblationVariant& v) {
+    return o.out_dir / ("stepI-" + ablation_slug(v.label) + ".safetensors");
+  };
+  // Sharded cells of methods A and B read their variant's Step I: made before, by step_one_only.
+  if (step_one && o.mode == AblationMode::run && o.shard.sharded()) {
+    std::string missing;
+    for (const auto& v : variants)
+      if (v.step_one && !std::filesystem::exists(step_one_file(v))) missing += "\n  " + step_one_file(v).string();
+    if (!missing.empty())
+      throw Error("ablation: a sharded run of method " + o.method + " needs each variant's Step I made first; run the "
+                  "same command with --step-one-only (AblationMode::step_one_only; it may be sharded too). Missing:" +
+                  missing);
+  }
 
-  std::filesystem::create_directories(o.out_dir);
+  // The settings of the run: a resume, another shard or a merge must have the same.
   const AblationFiles files(o.out_dir);
-  eval::ResultsTable runs = read_ablation_runs(files.runs_csv);
+  nlohmann::json settings = cell_settings(*data, o.experiment);
+  settings["ablation"] = title;
+  if (o.mode == AblationMode::merge && !std::filesystem::exists(files.settings_json) &&
+      !std::filesystem::exists(files.runs_csv) && shard_files(o.out_dir, "runs.csv").empty())
+    throw file_error(o.out_dir, "no ablation run here (no settings.json, no runs.csv): nothing to merge");
+  settings = check_run_settings(files.settings_json, settings, "ablation");
+  std::filesystem::create_directories(o.out_dir);
+  io::write_file_atomic(files.settings_json, settings.dump(2) + "\n");
+
   auto cell_dir = [&](const std::string& label, int k, uint64_t seed) {
     return o.out_dir / "cells" / (ablation_slug(label) + "-k" + data::k_label(k) + "-s" + std::to_string(seed));
   };
-  eval::OutcomeMap outcomes;  // per-image test outcomes of the finished cells
-  for (const auto& r : runs.records()) {
-    const auto file = cell_dir(r.method, r.k, static_cast<uint64_t>(r.seed)) / "test_outcomes.csv";
-    if (std::filesystem::exists(file)) outcomes[{r.method, r.k, r.seed}] = eval::read_test_outcomes(file);
-  }
+  auto outcomes_of = [&](const eval::ResultsTable& runs) {
+    return read_cell_outcomes(runs, [&](const eval::ResultRecord& r) {
+      return cell_dir(r.method, r.k, static_cast<uint64_t>(r.seed)) / "test_outcomes.csv";
+    });
+  };
+  // Every finished cell (by any process), its per-image test outcomes, and this process's own.
+  eval::ResultsTable all = merged_ablation_runs(o.out_dir, labels);
+  eval::OutcomeMap outcomes = outcomes_of(all);
+  const bool sharded = o.shard.sharded();
+  const auto own_csv = o.out_dir / "shards" / o.shard.folder() / "runs.csv";
+  eval::ResultsTable own = sharded ? read_ablation_runs(own_csv) : ablation_runs();
   auto result_of = [&] {
-    AblationResult a = aggregate_ablation(runs, labels, ks, title);
-    a.paired = ablation_paired(runs, outcomes);
+    AblationResult a = aggregate_ablation(all, labels, ks, title);
+    a.paired = ablation_paired(all, outcomes);
     return a;
   };
-  auto done = [&](const std::string& label, int k, uint64_t seed) {
-    return runs.has(label, k, static_cast<std::int64_t>(seed));
+  auto write_all = [&] {
+    all.write_long_csv(files.runs_csv);
+    AblationResult a = result_of();
+    write_ablation_results(a, o.out_dir);
+    return a;
   };
+  if (o.mode == AblationMode::merge) {
+    if (o.log) *o.log << "merged " << all.records().size() << " finished cell(s)\n";
+    return write_all();
+  }
+
+  auto ensure_step_one = [&](const AblationVariant& v) {  // once per variant, cached across restarts
+    const auto file = step_one_file(v);
+    if (!std::filesystem::exists(file)) {
+      if (o.log) *o.log << "[" << v.label << "] Step I -> " << file.string() << "\n";
+      const auto partial = o.out_dir / ("stepI-" + ablation_slug(v.label) + ".partial.safetensors");
+      v.step_one(o.step_one_data, o.experiment, partial);
+      std::filesystem::rename(partial, file);
+    } else if (o.mode == AblationMode::step_one_only && o.log) {
+      *o.log << "[" << v.label << "] Step I done before: " << file.string() << "\n";
+    }
+    return file;
+  };
+  if (o.mode == AblationMode::step_one_only) {
+    for (size_t vi = 0; vi < variants.size(); ++vi)
+      if (variants[vi].step_one && o.shard.owns(vi)) ensure_step_one(variants[vi]);
+    return result_of();
+  }
+
   auto cell_name = [&](const std::string& label, int k, uint64_t seed) {
     return "[" + label + " k=" + data::k_label(k) + " seed=" + std::to_string(seed) + "] ";
   };
+  size_t cell_number = 0;  // in the grid's order: variant, k, seed
   for (const auto& v : variants) {
     const bool baseline = !v.step_one;
     ExperimentOptions base = o.experiment;
     bool step_one_ready = false;
     for (size_t ki = 0; ki < o.ks.size(); ++ki)
       for (uint64_t seed : o.seeds) {
-        if (done(v.label, ks[ki], seed)) {
+        if (!o.shard.owns(cell_number++)) continue;
+        const auto table_seed = static_cast<std::int64_t>(seed);
+        if (all.has(v.label, ks[ki], table_seed)) {
           // A kill after runs.csv recorded the cell but before its checkpoints were removed.
           if (!o.keep_checkpoints) std::filesystem::remove_all(cell_dir(v.label, ks[ki], seed) / "checkpoints");
           if (o.log) *o.log << cell_name(v.label, ks[ki], seed) << "done before, skipped\n";
           continue;
         }
-        if (step_one && !baseline && !step_one_ready) {  // once per variant, cached across restarts
-          const auto file = o.out_dir / ("stepI-" + ablation_slug(v.label) + ".safetensors");
-          if (!std::filesystem::exists(file)) {
-            if (o.log) *o.log << "[" << v.label << "] Step I -> " << file.string() << "\n";
-            const auto partial = o.out_dir / ("stepI-" + ablation_slug(v.label) + ".partial.safetensors");
-            v.step_one(o.step_one_data, o.experiment, partial);
-            std::filesystem::rename(partial, file);
-          }
-          base.step_one_weights = file;
+        if (step_one && !baseline && !step_one_ready) {
+          base.step_one_weights = ensure_step_one(v);
           step_one_ready = true;
         }
         ExperimentOptions cell = base;
@@ -405,10 +481,15 @@ inline AblationResult run_ablation(std::shared_ptr<const data::Dataset> data, st
         CellResult r = v.run_cell(baseline ? std::string("rgb") : o.method, data, o.ks[ki], seed, cell);
         const auto cell_outcomes = test_outcomes(r);
         io::write_file_atomic(cell.out_dir / "test_outcomes.csv", eval::to_csv(cell_outcomes));
-        outcomes[{v.label, ks[ki], static_cast<std::int64_t>(seed)}] = cell_outcomes;
-        runs.add(v.label, ks[ki], static_cast<std::int64_t>(seed), 100 * r.top1, 100 * r.top5);
-        runs.write_long_csv(files.runs_csv);
-        write_ablation_results(result_of(), o.out_dir);
+        outcomes[{v.label, ks[ki], table_seed}] = cell_outcomes;
+        all.add(v.label, ks[ki], table_seed, 100 * r.top1, 100 * r.top5);
+        if (sharded) {
+          own.add(v.label, ks[ki], table_seed, 100 * r.top1, 100 * r.top5);
+          std::filesystem::create_directories(own_csv.parent_path());
+          own.write_long_csv(own_csv);
+        } else {
+          write_all();
+        }
         if (!o.keep_checkpoints) std::filesystem::remove_all(cell.out_dir / "checkpoints");
         if (o.log)
           *o.log << cell_name(v.label, ks[ki], seed) << "top-1 " << format_fixed(100 * r.top1, 1)
@@ -417,9 +498,22 @@ inline AblationResult run_ablation(std::shared_ptr<const data::Dataset> data, st
         if (o.on_cell) o.on_cell(v.label, r);
       }
   }
-  AblationResult result = result_of();
-  write_ablation_results(result, o.out_dir);
-  return result;
+  if (sharded) {
+    // Whichever process finds every cell of the grid done writes the results from all of them.
+    all = merged_ablation_runs(o.out_dir, labels);
+    outcomes = outcomes_of(all);
+    size_t missing = 0;
+    for (const auto& label : labels)
+      for (int k : ks)
+        for (uint64_t seed : o.seeds) missing += all.has(label, k, static_cast<std::int64_t>(seed)) ? 0 : 1;
+    if (missing > 0) {
+      if (o.log)
+        *o.log << "[shard " << o.shard.label() << "] its cells are done; " << missing
+               << " cell(s) of other shards are not yet: the last shard to finish (or a merge) writes the results\n";
+      return result_of();
+    }
+  }
+  return write_all();
 }
 
 inline std::string method_phrase(const std::string& method) {

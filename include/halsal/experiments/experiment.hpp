@@ -499,34 +499,47 @@ inline nlohmann::json file_identity(const std::filesystem::path& file) {
   return ec ? name : name + " (" + std::to_string(size) + " bytes)";
 }
 
-/// What decides a protocol's numbers besides (method, k, seed): a resumed run must match it.
-template <class Backbone, class Depth_, class Fusion>
-nlohmann::json protocol_settings(const data::Dataset& d, const ProtocolOptions& p) {
-  nlohmann::json config = to_json(p.experiment.config);
+/// A dataset as the settings record it: layout, classes and images.
+inline std::string dataset_identity(const data::Dataset& d) {
+  return d.layout + ": " + std::to_string(d.num_classes()) + " classes, " + std::to_string(d.size()) + " images";
+}
+
+/// What decides every cell's numbers besides (method, k, seed) and the network: the dataset, the
+/// backbone weights, the split, the saliency options and the training recipe.
+inline nlohmann::json cell_settings(const data::Dataset& d, const ExperimentOptions& o) {
+  nlohmann::json config = to_json(o.config);
   config.erase("seed");    // every cell has its own
   config.erase("device");  // a resume on another device computes the same
-  return {{"dataset", d.layout + ": " + std::to_string(d.num_classes()) + " classes, " + std::to_string(d.size()) + " images"},
-          {"network", HalSalNet<Backbone, Depth_, Fusion>::Impl::name()},
-          {"weights", file_identity(p.experiment.backbone_weights)},
-          {"step_one", file_identity(p.experiment.step_one_weights)},
-          {"split", {{"test_per_class", p.experiment.split.test_per_class}, {"val_per_class", p.experiment.split.val_per_class}}},
-          {"saliency_activation", to_string(p.experiment.saliency.activation)},
-          {"saliency_start", to_string(p.experiment.saliency.start)},
-          {"saliency_score_bias", p.experiment.saliency.score_bias},
+  return {{"dataset", dataset_identity(d)},
+          {"weights", file_identity(o.backbone_weights)},
+          {"split", {{"test_per_class", o.split.test_per_class}, {"val_per_class", o.split.val_per_class}}},
+          {"saliency_activation", to_string(o.saliency.activation)},
+          {"saliency_start", to_string(o.saliency.start)},
+          {"saliency_score_bias", o.saliency.score_bias},
           {"config", config}};
 }
 
-/// Compares the settings of a resumed protocol with the stored ones; throws an Error naming every
+/// What decides a protocol's numbers besides (method, k, seed): a resumed run must match it.
+template <class Backbone, class Depth_, class Fusion>
+nlohmann::json protocol_settings(const data::Dataset& d, const ProtocolOptions& p) {
+  nlohmann::json s = cell_settings(d, p.experiment);
+  s["network"] = HalSalNet<Backbone, Depth_, Fusion>::Impl::name();
+  s["step_one"] = file_identity(p.experiment.step_one_weights);
+  return s;
+}
+
+/// Compares the settings of a resumed run (`what`: "protocol run", "ablation") with the stored ones; throws an Error naming every
 /// difference (nothing is overwritten). A Step I file may be added later (none before), and a
 /// setting the stored file does not record (an older halsal) is taken as it is now.
-inline nlohmann::json check_protocol_settings(const std::filesystem::path& file, const nlohmann::json& now) {
+inline nlohmann::json check_run_settings(const std::filesystem::path& file, const nlohmann::json& now,
+                                         const std::string& what = "protocol run") {
   if (!std::filesystem::exists(file)) return now;
   nlohmann::json before;
   try {
     std::ifstream in(file, std::ios::binary);
     before = nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception& e) {
-    throw file_error(file, std::string("is not the settings JSON of a protocol run: ") + e.what());
+    throw file_error(file, "is not the settings JSON of a " + what + ": " + e.what());
   }
   std::vector<std::string> diffs;
   auto text = [](const nlohmann::json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
@@ -556,7 +569,7 @@ inline nlohmann::json check_protocol_settings(const std::filesystem::path& file,
     if (old != value) diffs.push_back(key + ": " + text(old) + " before, " + text(value) + " now");
   }
   if (!diffs.empty()) {
-    std::string msg = "this output folder holds a protocol run with other settings; finish it with the same settings "
+    std::string msg = "this output folder holds a " + what + " with other settings; finish it with the same settings "
                       "or choose another --out. Differences:";
     for (const auto& d : diffs) msg += "\n  " + d;
     throw file_error(file, msg);
@@ -566,37 +579,64 @@ inline nlohmann::json check_protocol_settings(const std::filesystem::path& file,
 
 }  // namespace detail
 
-/// Every finished cell under out_dir: its runs.csv (a whole-grid run, or an earlier merge) and each
-/// shard's shards/<rank-I-of-N>/runs.csv, as one table whose records are in (method, k, seed)
-/// order whichever process ran them (a cell in several files: the last file read wins, all hold
-/// the same numbers for it).
-inline eval::ResultsTable merged_protocol_runs(const std::filesystem::path& out_dir) {
-  std::vector<std::filesystem::path> files{ProtocolFiles(out_dir).runs_csv};
-  std::error_code ec;
-  if (std::filesystem::is_directory(out_dir / "shards", ec)) {
-    std::vector<std::filesystem::path> shards;
-    for (const auto& e : std::filesystem::directory_iterator(out_dir / "shards"))
-      if (e.is_directory() && starts_with(e.path().filename().string(), "rank-")) shards.push_back(e.path() / "runs.csv");
-    std::sort(shards.begin(), shards.end());
-    files.insert(files.end(), shards.begin(), shards.end());
-  }
+namespace detail {
+
+/// Every finished cell under out_dir: <out>/runs.csv (a whole-grid run, or an earlier merge) and
+/// each shard's shards/<rank-I-of-N>/runs.csv, as one table whose records are in (row, k, seed)
+/// order, rows ranked by `order` (others after them, by name), whichever process ran them (a cell
+/// in several files: the last file read wins, all hold the same numbers for it).
+inline eval::ResultsTable merged_runs(const std::filesystem::path& out_dir, const std::vector<std::string>& order,
+                                      const std::string& row_label) {
+  std::vector<std::filesystem::path> files{out_dir / "runs.csv"};
+  const auto shards = shard_files(out_dir, "runs.csv");
+  files.insert(files.end(), shards.begin(), shards.end());
   std::vector<eval::ResultRecord> records;
   for (const auto& f : files) {
-    const eval::ResultsTable t = eval::ResultsTable::read_long_csv_or_empty(f);
+    const eval::ResultsTable t = eval::ResultsTable::read_long_csv_or_empty(f, row_label);
     records.insert(records.end(), t.records().begin(), t.records().end());
   }
-  std::vector<std::string> order;
-  for (const auto& m : experiment_methods()) order.push_back(method_label(m));
   auto rank = [&](const eval::ResultRecord& r) {
     const auto at = std::find(order.begin(), order.end(), r.method);
     const long long k = r.k == data::kOfficial ? std::numeric_limits<int>::max() : r.k;
     return std::make_tuple(static_cast<long long>(at - order.begin()), r.method, k, r.seed);
   };
   std::stable_sort(records.begin(), records.end(), [&](const auto& a, const auto& b) { return rank(a) < rank(b); });
-  eval::ResultsTable t;
+  eval::ResultsTable t(row_label);
   t.set_method_order(order);
   for (const auto& r : records) t.add(r);
   return t;
+}
+
+/// The per-image test outcomes of the finished cells of `runs` whose file (cell_file(record), a
+/// test_outcomes.csv; empty = none) exists.
+inline eval::OutcomeMap read_cell_outcomes(const eval::ResultsTable& runs,
+                                           const std::function<std::filesystem::path(const eval::ResultRecord&)>& cell_file) {
+  eval::OutcomeMap outcomes;
+  for (const auto& r : runs.records()) {
+    const auto file = cell_file(r);
+    if (!file.empty() && std::filesystem::exists(file)) outcomes[{r.method, r.k, r.seed}] = eval::read_test_outcomes(file);
+  }
+  return outcomes;
+}
+
+/// The protocol's cells' outcomes: <out>/cells/<method>-k<k>-s<seed>/test_outcomes.csv.
+inline eval::OutcomeMap protocol_cell_outcomes(const std::filesystem::path& out_dir, const eval::ResultsTable& runs) {
+  return read_cell_outcomes(runs, [&](const eval::ResultRecord& r) {
+    for (const auto& m : experiment_methods())
+      if (method_label(m) == r.method)
+        return out_dir / "cells" / cell_dir_name(m, r.k, static_cast<uint64_t>(r.seed)) / "test_outcomes.csv";
+    return std::filesystem::path();
+  });
+}
+
+}  // namespace detail
+
+/// Every finished cell of a protocol under out_dir, by any process: its runs.csv and each shard's
+/// shards/<rank-I-of-N>/runs.csv, records in (method, k, seed) order.
+inline eval::ResultsTable merged_protocol_runs(const std::filesystem::path& out_dir) {
+  std::vector<std::string> order;
+  for (const auto& m : experiment_methods()) order.push_back(method_label(m));
+  return detail::merged_runs(out_dir, order, "method");
 }
 
 /// Writes the protocol's tables (table.md, table.csv, paired.csv, runs.csv and runs.jsonl) from
@@ -607,7 +647,7 @@ inline eval::ResultsTable merge_protocol(const std::filesystem::path& out_dir, c
   if (!std::filesystem::exists(files.settings_json))
     throw file_error(out_dir, "no protocol run here (no settings.json): nothing to merge");
   eval::ResultsTable table = merged_protocol_runs(out_dir);
-  eval::OutcomeMap outcomes;
+  const eval::OutcomeMap outcomes = detail::protocol_cell_outcomes(out_dir, table);
   std::map<std::tuple<std::string, int, std::int64_t>, std::string> lines;  // runs.jsonl by cell
   auto read_jsonl = [&](const std::filesystem::path& file) {
     std::ifstream in(file, std::ios::binary);
@@ -621,21 +661,7 @@ inline eval::ResultsTable merge_protocol(const std::filesystem::path& out_dir, c
     }
   };
   read_jsonl(files.runs_jsonl);
-  for (const auto& r : table.records())
-    for (const auto& m : experiment_methods()) {
-      if (method_label(m) != r.method) continue;
-      const auto file = out_dir / "cells" / cell_dir_name(m, r.k, static_cast<uint64_t>(r.seed)) / "test_outcomes.csv";
-      if (std::filesystem::exists(file)) outcomes[{r.method, r.k, r.seed}] = eval::read_test_outcomes(file);
-    }
-  std::error_code ec;
-  if (std::filesystem::is_directory(out_dir / "shards", ec)) {
-    std::vector<std::filesystem::path> shards;
-    for (const auto& e : std::filesystem::directory_iterator(out_dir / "shards"))
-      if (e.is_directory()) shards.push_back(e.path() / "runs.jsonl");
-    std::sort(shards.begin(), shards.end());
-    for (const auto& f : shards)
-      if (std::filesystem::exists(f)) read_jsonl(f);
-  }
+  for (const auto& f : shard_files(out_dir, "runs.jsonl")) read_jsonl(f);
   std::string jsonl;
   for (const auto& r : table.records()) {
     const auto it = lines.find({r.method, r.k, r.seed});
@@ -670,7 +696,7 @@ eval::ResultsTable run_protocol(std::shared_ptr<const data::Dataset> data, const
   validate(p.experiment.config);
   const ProtocolFiles files(p.out_dir);
   const auto settings =
-      detail::check_protocol_settings(files.settings_json, detail::protocol_settings<Backbone, Depth_, Fusion>(*data, p));
+      detail::check_run_settings(files.settings_json, detail::protocol_settings<Backbone, Depth_, Fusion>(*data, p));
   std::filesystem::create_directories(p.out_dir);
   io::write_file_atomic(files.settings_json, settings.dump(2) + "\n");
   // A sharded process keeps its own resume state; the shared tables are written at the end.
@@ -685,15 +711,7 @@ eval::ResultsTable run_protocol(std::shared_ptr<const data::Dataset> data, const
   for (const auto& m : experiment_methods()) order.push_back(method_label(m));
   table.set_method_order(order);
   // Per-image outcomes of the finished cells (for the paired differences).
-  eval::OutcomeMap outcomes;
-  for (const auto& m : experiment_methods())
-    for (const auto& rec : table.records()) {
-      if (rec.method != method_label(m)) continue;
-      const auto file = p.out_dir / "cells" /
-                        cell_dir_name(m, rec.k, static_cast<uint64_t>(rec.seed)) /
-                        "test_outcomes.csv";
-      if (std::filesystem::exists(file)) outcomes[{rec.method, rec.k, rec.seed}] = eval::read_test_outcomes(file);
-    }
+  eval::OutcomeMap outcomes = detail::protocol_cell_outcomes(p.out_dir, table);
   std::string jsonl;
   if (std::filesystem::exists(state.runs_jsonl)) {
     std::ifstream in(state.runs_jsonl, std::ios::binary);

@@ -6,11 +6,16 @@
 //   ht::Shard s = ht::shard_from_environment();   // or ht::parse_shard("1/4")
 //   p.shard = s;                                   // run_protocol runs cells i with i % N == I
 #pragma once
+#include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <string>
+#include <system_error>
+#include <vector>
 
 #include "halsal/core/error.hpp"
+#include "halsal/core/text.hpp"
 
 namespace halsal::train {
 
@@ -29,7 +34,26 @@ struct Shard {
   std::string label() const { return std::to_string(index) + "/" + std::to_string(count); }
   /// "rank-1-of-4": the folder of this process's own run files.
   std::string folder() const { return "rank-" + std::to_string(index) + "-of-" + std::to_string(count); }
+  /// The device this process trains on: "cuda" becomes "cuda:<local_rank>" in a world of several
+  /// processes (one GPU each); any other device is kept.
+  std::string device(const std::string& asked) const {
+    return sharded() && asked == "cuda" ? "cuda:" + std::to_string(local_rank) : asked;
+  }
 };
+
+/// The shards' own copies of a run file under out_dir: <out>/shards/rank-I-of-N/<name> for every
+/// shard folder that holds one, in name order (empty when there are none).
+inline std::vector<std::filesystem::path> shard_files(const std::filesystem::path& out_dir, const std::string& name) {
+  std::vector<std::filesystem::path> files;
+  std::error_code ec;
+  if (!std::filesystem::is_directory(out_dir / "shards", ec)) return files;
+  for (const auto& e : std::filesystem::directory_iterator(out_dir / "shards", ec)) {
+    if (e.is_directory(ec) && starts_with(e.path().filename().string(), "rank-") && std::filesystem::is_regular_file(e.path() / name, ec))
+      files.push_back(e.path() / name);
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
 
 namespace detail {
 
