@@ -43,9 +43,18 @@ int main(int argc, char** argv) {
     t.experiment.backbone_weights = weights;
     t.experiment.step_one_weights = step_one;
     t.experiment.out_dir = out;
+    // Under torchrun (or with RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set): data-parallel.
+    const halsal::dist::WorldOptions world = halsal::dist::world_from_environment();
+    if (world.size > 1) {
+      t.experiment.process_group = std::make_shared<halsal::dist::ProcessGroup>(world);
+      t.experiment.config.device = world.device(t.experiment.config.device);
+      std::cout << "rank " << world.rank << " of " << world.size << " (data-parallel, batch "
+                << t.experiment.config.batch_size << " per process) on " << t.experiment.config.device << "\n";
+    }
     auto data = std::make_shared<const halsal::data::Dataset>(halsal::data::open(data_dir));
     std::cout << data->summary() << "\n";
     const ht::TrainedModel r = ht::train_and_save(data, t);
+    if (r.files.empty()) return 0;  // a data-parallel rank other than 0: rank 0 reports and writes
     std::cout << r.cell.split.summary() << "\n"
               << ht::method_label(method) << " (" << r.info.network << "), epoch " << r.cell.best_epoch
               << " selected; test: " << r.cell.report << "\nWrote";

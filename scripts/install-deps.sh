@@ -19,7 +19,7 @@ torchvision_version=${HALSAL_TORCHVISION_VERSION:-0.29.1}
 say() { printf 'install-deps: %s\n' "$*"; }
 
 # --- Debian packages -------------------------------------------------------------------------
-packages=(cmake ninja-build g++ make ccache libeigen3-dev libstb-dev libboost-test-dev libmatio-dev zlib1g-dev
+packages=(cmake ninja-build g++ make ccache libeigen3-dev libstb-dev libboost-test-dev libmatio-dev zlib1g-dev libgloo-dev
           nlohmann-json3-dev libcli11-dev)
 [ "$flavour" = debian ] && packages+=(libtorch-dev)
 missing=()

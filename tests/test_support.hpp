@@ -44,6 +44,17 @@ void expect_error(F&& f, std::initializer_list<std::string> parts) {
   BOOST_ERROR("expected a halsal::Error containing " << *parts.begin());
 }
 
+/// The message of the halsal::Error that f throws, or "no error" when it throws none.
+template <class F>
+std::string error_message(F&& f) {
+  try {
+    f();
+  } catch (const halsal::Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
 /// Boost.Test precondition: skips the test cleanly when ../shared/<sub> is absent.
 struct SharedPresent {
   std::string sub;

@@ -34,6 +34,7 @@
 #include "halsal/viz/gallery.hpp"
 #include "halsal/viz/image_ops.hpp"
 #include "halsal/viz/svg.hpp"
+#include "halsal/dist/process_group.hpp"
 #include "halsal/train/config.hpp"
 #include "halsal/train/progress.hpp"
 #include "halsal/train/trainer.hpp"

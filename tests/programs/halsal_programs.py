@@ -143,6 +143,31 @@ def run(args, timeout=60, cwd=None, env=None):
                   time.monotonic() - t0, timed_out)
 
 
+def start(args, env=None, nice=True):
+    """Starts a program in its own session (for several at once); collect it with finish()."""
+    return subprocess.Popen((["nice", "-n", "10"] if nice else []) + [str(a) for a in args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env or ENV, start_new_session=True)
+
+
+def finish(p, timeout=300):
+    """(returncode, stdout, stderr) of a start()ed program; killed after `timeout` (then rc is
+    the signal's, negative)."""
+    try:
+        out, err = p.communicate(timeout=timeout * TIME_SCALE)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, err = p.communicate()
+    return p.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+def free_port():
+    """A TCP port on localhost that nothing listens on now (for a c10d master)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def tmpfs_or_reason(path, size="64k"):
     """Mounts a small tmpfs at `path`; returns None on success, else why it could not."""
     if os.geteuid() != 0:

@@ -23,7 +23,6 @@ import argparse
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 
@@ -54,24 +53,10 @@ def env_without_world(**extra):
     return env
 
 
-def start(args, env):
-    return subprocess.Popen(["nice", "-n", "10"] + [str(a) for a in args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, start_new_session=True)
-
-
-def finish(p, timeout=300):
-    try:
-        out, err = p.communicate(timeout=timeout * h.TIME_SCALE)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, err = p.communicate()
-    return p.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
-
-
 def together(c, label, runs):
     """Starts every (args, env) at once and waits for all; checks they exit 0."""
-    procs = [start(a, e) for a, e in runs]
-    results = [finish(p) for p in procs]
+    procs = [h.start(a, e) for a, e in runs]
+    results = [h.finish(p) for p in procs]
     for i, (rc, out, err) in enumerate(results):
         c.check(rc == 0, "%s: process %d exits 0" % (label, i), "rc=%s\n%s\n%s" % (rc, out[-1500:], err[-1500:]))
     return results
@@ -181,13 +166,13 @@ def main():
     # Kill shard 0 after its first cell; it resumes its own cells only; --merge writes the tables.
     killed = os.path.join(a.work, "killed")
     own_csv = os.path.join(killed, "shards", "rank-0-of-2", "runs.csv")
-    p = start(base + ["--shard", "0/2", "--out", killed], env)
+    p = h.start(base + ["--shard", "0/2", "--out", killed], env)
     deadline = time.monotonic() + 300 * h.TIME_SCALE
     while time.monotonic() < deadline and p.poll() is None and len(rows(own_csv)[1]) < 1:
         time.sleep(0.2)
     if p.poll() is None:
         os.killpg(p.pid, signal.SIGKILL)
-    finish(p)
+    h.finish(p)
     done_before = rows(own_csv)[1]
     c.check(len(done_before) == 1, "shard 0/2 was killed after its first cell", done_before)
     r = h.run(base + ["--shard", "0/2", "--out", killed], timeout=300, env=env)

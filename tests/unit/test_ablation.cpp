@@ -217,12 +217,7 @@ BOOST_AUTO_TEST_CASE(a_and_b_need_step_one_data) {
   int trained = 0;
   o.on_cell = [&](const std::string&, const ht::CellResult&) { ++trained; };
   auto message = [&] {
-    try {
-      ht::run_fusion_ablation<ResNet<18>, Depth<1>>(data, ht::type_list<AfterStage<3>>{}, o);
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
+    return test::error_message([&] { ht::run_fusion_ablation<ResNet<18>, Depth<1>>(data, ht::type_list<AfterStage<3>>{}, o); });
   };
   o.method = "A";
   BOOST_TEST(message().find("Step I dataset") != std::string::npos, message());
@@ -282,12 +277,7 @@ BOOST_AUTO_TEST_CASE(step_one_runs_once_per_variant) {
   o.out_dir = dir / "sharded";
   o.shard = ht::parse_shard("1/2");
   auto message = [&] {
-    try {
-      ht::run_fusion_ablation<ResNet<18>, Depth<1>>(data, ht::type_list<AfterStage<3>>{}, o);
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
+    return test::error_message([&] { ht::run_fusion_ablation<ResNet<18>, Depth<1>>(data, ht::type_list<AfterStage<3>>{}, o); });
   };
   const std::string refused = message();
   BOOST_TEST(refused.find("--step-one-only") != std::string::npos, refused);
@@ -358,14 +348,7 @@ BOOST_AUTO_TEST_CASE(shards_write_what_one_process_writes) {
   for (const auto& name : names) BOOST_TEST(slurp(dir / "single" / name) == slurp(dir / "two" / name), name);
 
   // Another shard (or a resume) with other settings in the same folder is refused; nothing changes.
-  auto message = [&] {
-    try {
-      ht::run_depth_ablation<ResNet<18>>(data, Depths{}, o);
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
+  auto message = [&] { return test::error_message([&] { ht::run_depth_ablation<ResNet<18>>(data, Depths{}, o); }); };
   const std::string settings = slurp(o.out_dir / "settings.json");
   o.mode = ht::AblationMode::run;
   o.shard = ht::parse_shard("1/2");

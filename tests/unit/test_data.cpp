@@ -572,6 +572,57 @@ BOOST_AUTO_TEST_CASE(split_csv_round_trip_and_errors) {
 
 // ---- loader and cache ------------------------------------------------------------------------
 
+BOOST_AUTO_TEST_CASE(loader_shards_are_one_loader_s_samples) {
+  // DistributedSampler's share: shard r of c takes positions r, r + c, ... of the epoch's order;
+  // batches of b on 2 shards together are the batches of 2b of one loader, augmentations included.
+  auto data = std::make_shared<const hd::Dataset>(hd::synthetic(small_synthetic(4, 16, 48)));
+  const auto split = hd::kshot(data, 6, 0);  // 24 training images
+  hd::LoaderOptions o;
+  o.seed = 5;
+  o.transform = hd::Transform::train(32);
+  o.workers = 0;
+  o.batch_size = 4;
+  hd::Loader whole(split.train, o);
+  o.batch_size = 2;
+  o.shard_count = 2;
+  o.shard_rank = 0;
+  hd::Loader first(split.train, o);
+  o.shard_rank = 1;
+  hd::Loader second(split.train, o);
+  BOOST_TEST(first.batches_per_epoch() == 6u);
+  BOOST_TEST(whole.batches_per_epoch() == 6u);
+  for (int epoch = 1; epoch < 3; ++epoch) {
+    whole.start_epoch(epoch);
+    first.start_epoch(epoch);
+    second.start_epoch(epoch);
+    while (auto w = whole.next()) {
+      auto a = first.next(), b = second.next();
+      BOOST_REQUIRE((a.has_value() && b.has_value()));
+      BOOST_REQUIRE(a->size() == 2);
+      for (int64_t i = 0; i < 2; ++i) {  // whole's row 2i is shard 0's row i, row 2i + 1 shard 1's
+        BOOST_TEST(a->indices[i] == w->indices[2 * i]);
+        BOOST_TEST(b->indices[i] == w->indices[2 * i + 1]);
+        BOOST_TEST(torch::equal(a->images[i], w->images[2 * i]));
+        BOOST_TEST(torch::equal(b->images[i], w->images[2 * i + 1]));
+      }
+    }
+    BOOST_TEST(!first.next().has_value());
+  }
+  // 24 images over 5 shards: 5 each, the last positions wrap to the order's start (one repeat).
+  o.shard_count = 5;
+  std::multiset<size_t> seen;
+  for (int r = 0; r < 5; ++r) {
+    o.shard_rank = r;
+    hd::Loader l(split.train, o);
+    BOOST_TEST(l.samples_per_epoch() == 5u);
+    while (auto b = l.next()) seen.insert(b->indices.begin(), b->indices.end());
+  }
+  BOOST_TEST(seen.size() == 25u);
+  BOOST_TEST((std::set<size_t>(seen.begin(), seen.end()).size() == 24u));
+  o.shard_rank = 5;
+  BOOST_CHECK_THROW(hd::Loader(split.train, o), halsal::Error);
+}
+
 BOOST_AUTO_TEST_CASE(loader_is_deterministic_whatever_the_worker_count) {
   auto data = std::make_shared<const hd::Dataset>(hd::synthetic(small_synthetic(4, 16, 48)));
   const auto split = hd::kshot(data, 6, 0);

@@ -348,4 +348,41 @@ BOOST_AUTO_TEST_CASE(shards_from_flags_and_environment) {
                  .find("LOCAL_RANK=x is not a local rank") != std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(data_parallel_world_from_environment) {
+  namespace hdist = halsal::dist;
+  using Env = std::map<std::string, std::string>;
+  auto from = [](const Env& env) {
+    return hdist::world_from_environment([env](const char* name) -> const char* {
+      const auto it = env.find(name);
+      return it == env.end() ? nullptr : it->second.c_str();
+    });
+  };
+  auto message = [&](const Env& env) { return test::error_message([&] { from(env); }); };
+  BOOST_TEST(from({}).size == 1);
+  const auto w = from({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"LOCAL_RANK", "1"}, {"MASTER_ADDR", "10.0.0.7"},
+                       {"MASTER_PORT", "29400"}, {"TORCHELASTIC_USE_AGENT_STORE", "True"}, {"HALSAL_DIST_TIMEOUT", "9"}});
+  BOOST_TEST(w.rank == 1);
+  BOOST_TEST(w.size == 2);
+  BOOST_TEST(w.master_addr == "10.0.0.7");
+  BOOST_TEST(w.master_port == 29400);
+  BOOST_TEST(w.agent_store);
+  BOOST_TEST(w.timeout.count() == 9000);
+  BOOST_TEST(w.device("cuda") == "cuda:1");
+  BOOST_TEST(w.device("cpu") == "cpu");
+  BOOST_TEST(from({{"RANK", "0"}, {"WORLD_SIZE", "1"}}).device("cuda") == "cuda");
+  BOOST_TEST(message({{"WORLD_SIZE", "2"}}).find("WORLD_SIZE is set but RANK is not") != std::string::npos);
+  BOOST_TEST(message({{"RANK", "2"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "a"}, {"MASTER_PORT", "1"}})
+                 .find("RANK=2 is not a whole number in [0, 1]") != std::string::npos);
+  BOOST_TEST(message({{"RANK", "0"}, {"WORLD_SIZE", "2"}}).find("needs MASTER_ADDR and MASTER_PORT") !=
+             std::string::npos);
+  BOOST_TEST(message({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "a"}, {"MASTER_PORT", "99999"}})
+                 .find("MASTER_PORT=99999") != std::string::npos);
+  // A world of one needs no store; a rank outside the world is refused.
+  BOOST_TEST(hdist::ProcessGroup(hdist::WorldOptions{}).size() == 1);
+  hdist::WorldOptions bad;
+  bad.rank = 2;
+  bad.size = 2;
+  BOOST_CHECK_THROW(hdist::ProcessGroup{bad}, Error);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -33,6 +33,7 @@ struct Batch {
   torch::Tensor labels;
   torch::Tensor masks;
   std::vector<size_t> indices;
+  std::vector<size_t> positions;  ///< each sample's place in the epoch's order (the subset's, unshuffled)
   int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
 };
 
@@ -50,6 +51,15 @@ struct LoaderOptions {
   std::shared_ptr<const ImageCache> cache;   ///< decoded images to read instead of the files
   bool pin_memory = false;  ///< page-locked batches for faster, asynchronous copies to CUDA
   bool quiet = false;
+  /// A process's share in data-parallel training (PyTorch's DistributedSampler): of each epoch's
+  /// order, padded to a multiple of shard_count by repeating its start, this process takes the
+  /// positions shard_rank, shard_rank + shard_count, … Augmentations follow the position in the
+  /// whole order, so the shards' batches together are the samples of one process's.
+  int shard_rank = 0;
+  int shard_count = 1;
+  /// Pad the shards to equal length (training: every process takes the same number of steps);
+  /// false leaves the padding out, so that the shards together hold each sample once (evaluation).
+  bool shard_pad = true;
 };
 
 /// Iterates a Subset in batches, epoch by epoch:
@@ -60,6 +70,9 @@ class Loader {
   Loader(Subset subset, LoaderOptions opts) : subset_(std::move(subset)), opts_(std::move(opts)) {
     if (!subset_.dataset) throw Error("Loader: the subset has no dataset");
     if (opts_.batch_size < 1) throw Error("Loader: batch_size must be >= 1");
+    if (opts_.shard_count < 1 || opts_.shard_rank < 0 || opts_.shard_rank >= opts_.shard_count)
+      throw Error("Loader: shard " + std::to_string(opts_.shard_rank) + " of " + std::to_string(opts_.shard_count) +
+                  " (need 0 <= shard_rank < shard_count)");
     if (opts_.masks && !subset_.dataset->has_masks())
       throw Error("Loader: masks requested but " + subset_.dataset->summary() + " has none");
     if (opts_.cache && opts_.cache->size() != subset_.dataset->size())
@@ -73,9 +86,17 @@ class Loader {
   Loader& operator=(const Loader&) = delete;
   ~Loader() { stop(); }
 
+  /// Samples per epoch of this process: its shard, ceil(n / shard_count) when padded (else the
+  /// positions below n only).
+  size_t samples_per_epoch() const {
+    const size_t n = subset_.size(), c = static_cast<size_t>(opts_.shard_count),
+                 r = static_cast<size_t>(opts_.shard_rank);
+    if (opts_.shard_pad) return (n + c - 1) / c;
+    return n > r ? (n - r + c - 1) / c : 0;
+  }
   /// Batches per epoch.
   size_t batches_per_epoch() const {
-    const size_t n = subset_.size(), b = static_cast<size_t>(opts_.batch_size);
+    const size_t n = samples_per_epoch(), b = static_cast<size_t>(opts_.batch_size);
     return opts_.drop_last ? n / b : (n + b - 1) / b;
   }
   /// Samples left out as bad files so far (OnBadFile::skip).
@@ -92,6 +113,9 @@ class Loader {
       Rng rng(seed_of({opts_.seed, static_cast<uint64_t>(epoch), 0x6f72646572ULL /* "order" */}));
       rng.shuffle(order_);
     }
+    positions_.clear();
+    for (size_t i = 0, c = static_cast<size_t>(opts_.shard_count); i < samples_per_epoch(); ++i)
+      positions_.push_back(i * c + static_cast<size_t>(opts_.shard_rank));
     n_batches_ = batches_per_epoch();
     cursor_ = 0;
     issued_ = 0;
@@ -121,14 +145,15 @@ class Loader {
   /// Builds batch b of the current epoch (what the workers run).
   Batch make_batch(size_t b) {
     const size_t bs = static_cast<size_t>(opts_.batch_size);
-    const size_t lo = b * bs, hi = std::min(order_.size(), lo + bs);
+    const size_t lo = b * bs, hi = std::min(positions_.size(), lo + bs);
     const Dataset& d = *subset_.dataset;
     const int S = opts_.transform.size;
     std::vector<std::pair<Image, Image>> items;
-    std::vector<size_t> kept;
+    std::vector<size_t> kept, kept_positions;
     items.reserve(hi - lo);
-    for (size_t pos = lo; pos < hi; ++pos) {
-      const size_t idx = order_[pos];
+    for (size_t i = lo; i < hi; ++i) {
+      const size_t pos = positions_[i];  // in the whole (padded) order: the same augmentation on any shard
+      const size_t idx = order_[pos % order_.size()];
       Rng rng(seed_of({opts_.seed, static_cast<uint64_t>(epoch_), pos, 0x6175676dULL /* "augm" */}));
       try {
         if (opts_.cache) {
@@ -140,6 +165,7 @@ class Loader {
           items.push_back(opts_.transform(ls.image, opts_.masks ? ImageView(ls.mask) : ImageView{}, rng));
         }
         kept.push_back(idx);
+      kept_positions.push_back(pos % order_.size());
       } catch (const std::exception& e) {
         if (opts_.on_bad_file == OnBadFile::error) throw;
         ++skipped_;
@@ -177,6 +203,7 @@ class Loader {
       }
     }
     batch.indices = std::move(kept);
+    batch.positions = std::move(kept_positions);
     return batch;
   }
 
@@ -224,6 +251,7 @@ class Loader {
   Subset subset_;
   LoaderOptions opts_;
   std::vector<size_t> order_;
+  std::vector<size_t> positions_;  // this shard's positions in order_ (padded past its end)
   int64_t epoch_ = 0;
   size_t n_batches_ = 0;
   size_t cursor_ = 0;  // next batch handed to the consumer

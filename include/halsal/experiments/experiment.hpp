@@ -130,6 +130,9 @@ struct ExperimentOptions {
   /// Saliency-branch options of HalSalNet / SmicNet cells (the paper's by default; softplus keeps
   /// a branch trained from scratch from switching off, see SaliencyActivation).
   SaliencyOptions saliency;
+  /// Data-parallel training of each cell over the processes of this group (null: alone): see
+  /// Trainer::set_process_group. Only rank 0 writes the cell's files.
+  std::shared_ptr<dist::ProcessGroup> process_group;
 };
 
 /// One cell's outcome: accuracies in [0, 1], the selected epoch, the test report and a handle on
@@ -224,6 +227,7 @@ CellResult fit_and_test(Net net, const std::string& method, CellSetup setup, con
     config.metrics_jsonl = cell_dir / "metrics.jsonl";
   }
   auto trainer = std::make_shared<Trainer<Net, Policy>>(net, config);
+  trainer->set_process_group(o.process_group);
   std::ostringstream prefix;
   prefix << "[" << method << " k=" << data::k_label(split.k)
          << " seed=" << split.seed << "] ";
@@ -236,7 +240,8 @@ CellResult fit_and_test(Net net, const std::string& method, CellSetup setup, con
   r.report = trainer->evaluate(split.test);
   r.top1 = r.report.metrics.top1();
   r.top5 = r.report.metrics.top5();
-  if (!cell_dir.empty() && o.keep_model) io::save_weights(*trainer->net(), cell_dir / "model.safetensors");
+  if (!cell_dir.empty() && o.keep_model && trainer->writes_files())
+    io::save_weights(*trainer->net(), cell_dir / "model.safetensors");
   r.model = trainer->net().ptr();
   const auto norm = detail::normalization_of(config);
   r.infer = [trainer, norm](const torch::Tensor& images_u8) {

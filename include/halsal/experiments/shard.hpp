@@ -16,6 +16,7 @@
 
 #include "halsal/core/error.hpp"
 #include "halsal/core/text.hpp"
+#include "halsal/dist/process_group.hpp"
 
 namespace halsal::train {
 
@@ -36,9 +37,7 @@ struct Shard {
   std::string folder() const { return "rank-" + std::to_string(index) + "-of-" + std::to_string(count); }
   /// The device this process trains on: "cuda" becomes "cuda:<local_rank>" in a world of several
   /// processes (one GPU each); any other device is kept.
-  std::string device(const std::string& asked) const {
-    return sharded() && asked == "cuda" ? "cuda:" + std::to_string(local_rank) : asked;
-  }
+  std::string device(const std::string& asked) const { return dist::device_of_process(asked, local_rank, count); }
 };
 
 /// The shards' own copies of a run file under out_dir: <out>/shards/rank-I-of-N/<name> for every

@@ -727,6 +727,8 @@ inline TrainedModel train_and_save(std::shared_ptr<const data::Dataset> data, co
     out.info = model_info_of(out.cell, *data, o);
     return 0;
   });
+  // Data-parallel: every process holds the same weights, rank 0 writes them.
+  if (t.experiment.process_group && t.experiment.process_group->rank() != 0) return out;
   save_model(*out.cell.model, out.info, out.model_file);
   if (!t.keep_checkpoints) std::filesystem::remove_all(t.experiment.out_dir / "checkpoints");
   out.files.push_back(out.model_file);

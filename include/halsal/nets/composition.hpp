@@ -127,19 +127,10 @@ struct Composition {
   bool operator!=(const Composition& o) const { return !(*this == o); }
 };
 
-/// The backbones a composition can name, as keys: alexnet, resnet18/34/50/101/152, mobilenet_v2.
-inline const std::vector<std::string>& backbone_keys() {
-  static const std::vector<std::string> k{backbone_traits<AlexNet>::key,     backbone_traits<ResNet<18>>::key,
-                                          backbone_traits<ResNet<34>>::key,  backbone_traits<ResNet<50>>::key,
-                                          backbone_traits<ResNet<101>>::key, backbone_traits<ResNet<152>>::key,
-                                          backbone_traits<MobileNetV2>::key};
-  return k;
-}
-
 namespace detail {
 
-/// Display name ("ResNet-152") ↔ key ("resnet152") of the backbones; empty when unknown.
-inline std::string backbone_name_of_key(const std::string& key) {
+/// Every backbone halsal ships: its key ("resnet152") and display name ("ResNet-152").
+inline const std::vector<std::pair<std::string, std::string>>& backbone_table() {
   static const std::vector<std::pair<std::string, std::string>> t{
       {backbone_traits<AlexNet>::key, backbone_traits<AlexNet>::name},
       {backbone_traits<ResNet<18>>::key, backbone_traits<ResNet<18>>::name},
@@ -148,18 +139,32 @@ inline std::string backbone_name_of_key(const std::string& key) {
       {backbone_traits<ResNet<101>>::key, backbone_traits<ResNet<101>>::name},
       {backbone_traits<ResNet<152>>::key, backbone_traits<ResNet<152>>::name},
       {backbone_traits<MobileNetV2>::key, backbone_traits<MobileNetV2>::name}};
-  for (const auto& kv : t) {
+  return t;
+}
+
+/// Display name ("ResNet-152") ↔ key ("resnet152") of the backbones; empty when unknown.
+inline std::string backbone_name_of_key(const std::string& key) {
+  for (const auto& kv : backbone_table())
     if (kv.first == key) return kv.second;
-  }
   return {};
 }
 inline std::string backbone_key_of_name(const std::string& name) {
-  for (const auto& key : backbone_keys())
-    if (backbone_name_of_key(key) == name) return key;
+  for (const auto& kv : backbone_table())
+    if (kv.second == name) return kv.first;
   return {};
 }
 
 }  // namespace detail
+
+/// The keys of every backbone halsal ships ("alexnet", "resnet18", …, "mobilenet_v2").
+inline const std::vector<std::string>& backbone_keys() {
+  static const std::vector<std::string> k = [] {
+    std::vector<std::string> keys;
+    for (const auto& kv : detail::backbone_table()) keys.push_back(kv.first);
+    return keys;
+  }();
+  return k;
+}
 
 /// The network type's name as Impl::name() spells it: "HalSalNet<ResNet-152, Depth<4>,
 /// AfterStage<4>, Residual>", "RgbNet<AlexNet>".

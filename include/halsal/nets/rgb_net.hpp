@@ -44,7 +44,13 @@ class RgbNetImpl : private detail::CheckBackbone<B>, public NetBase {
   /// State-dict prefix of the classifier head.
   static std::string head_name() { return "backbone." + Backbone::Impl::head_name(); }
   /// "RgbNet<MobileNetV2>".
-  static std::string name() { return std::string("RgbNet<") + backbone_traits<Backbone>::name + ">"; }
+  static std::string name() {
+    // Appended, not `std::string(…) + … + ">"`: GCC 12 at -O3 warns falsely (-Warray-bounds) on that.
+    std::string s = "RgbNet<";
+    s += backbone_traits<Backbone>::name;
+    s += '>';
+    return s;
+  }
 
   Backbone backbone{nullptr};
 };

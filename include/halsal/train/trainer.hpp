@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "halsal/data/data.hpp"
+#include "halsal/dist/process_group.hpp"
 #include "halsal/eval/metrics.hpp"
 #include "halsal/eval/ncm.hpp"
 #include "halsal/eval/saliency_score.hpp"
@@ -148,6 +149,10 @@ class Trainer {
       throw Error("Trainer: the network has " + std::to_string(logits_width()) + " outputs but the data " +
                   std::to_string(train.num_classes()) + " classes");
     data::LoaderOptions lo = loader_options(/*training=*/true);
+    if (pg_) {
+      lo.shard_rank = pg_->rank();
+      lo.shard_count = pg_->size();
+    }
     data::Loader loader(train, lo);
     const int64_t steps_per_epoch = static_cast<int64_t>(loader.batches_per_epoch());
     // Epochs 1..warmup train the head alone; the schedule runs over the fine-tuning steps after them.
@@ -161,12 +166,13 @@ class Trainer {
     resume(result, step);
     // Imprinting happens once, on a fresh start; a resumed run's head comes from its checkpoint.
     if (result.epochs_done == 0 && config_.head == "imprint") imprint(train);
+    if (pg_) dist::broadcast_module(*pg_, *net_);  // every process starts from rank 0's weights
     std::unique_ptr<JsonlWriter> jsonl;
-    if (!config_.metrics_jsonl.empty()) jsonl = std::make_unique<JsonlWriter>(config_.metrics_jsonl, result.epochs_done > 0);
+    if (!config_.metrics_jsonl.empty() && writes_files()) jsonl = std::make_unique<JsonlWriter>(config_.metrics_jsonl, result.epochs_done > 0);
 
     ProgressOptions po;
     po.prefix = progress_prefix_;
-    if (config_.quiet) po.style = ProgressStyle::Silent;
+    if (config_.quiet || !writes_files()) po.style = ProgressStyle::Silent;
     Progress progress(total_epochs, steps_per_epoch, po);
     const auto norm = detail::normalization_of(config_);
     int run_this_call = 0;
@@ -199,6 +205,7 @@ class Trainer {
         auto loss = torch::nn::functional::cross_entropy(
             out.logits, labels, torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(config_.label_smoothing));
         loss.backward();
+        if (pg_) dist::average_gradients(*pg_, net_->parameters());
         optimizer_->step();
         ++step;
         const int64_t n = batch->size();
@@ -210,6 +217,14 @@ class Trainer {
         correct += c;
         seen += n;
         progress.step(l, c, n);
+      }
+      if (pg_) {  // the epoch's loss and accuracy over every process's samples
+        std::vector<torch::Tensor> sums{torch::tensor({loss_sum, static_cast<double>(correct), static_cast<double>(seen)},
+                                                      torch::kFloat64)};
+        pg_->all_reduce_sum(sums);
+        loss_sum = sums[0][0].template item<double>();
+        correct = static_cast<int64_t>(sums[0][1].template item<double>());
+        seen = static_cast<int64_t>(sums[0][2].template item<double>());
       }
       EpochRecord rec;
       rec.epoch = epoch;
@@ -238,9 +253,16 @@ class Trainer {
         result.best_epoch = epoch;
         result.best_val_accuracy = rec.val_accuracy;
         best_state_ = snapshot();
-        if (!config_.checkpoint_dir.empty()) write_best();
+        if (!config_.checkpoint_dir.empty() && writes_files()) write_best();
       }
       auto line = progress.end_epoch(extra);
+      if (pg_) {  // the file holds the whole world's epoch (the printed line is rank 0's share)
+        line["loss"] = rec.loss;
+        line["accuracy"] = rec.train_accuracy;
+        line["images"] = seen;
+        line["images_per_s"] = rec.images_per_s;
+        line["world_size"] = pg_->size();
+      }
       if (!std::isnan(rec.zero_saliency_share)) {
         line["zero_saliency_share"] = rec.zero_saliency_share;
         // A ReLU map that is 0 everywhere gets no gradient: say so once instead of silently
@@ -256,7 +278,7 @@ class Trainer {
       result.history.push_back(rec);
       result.epochs_done = epoch;
       ++run_this_call;
-      if (!config_.checkpoint_dir.empty()) write_checkpoint(result, step);
+      if (!config_.checkpoint_dir.empty() && writes_files()) write_checkpoint(result, step);
     }
     result.finished = result.epochs_done >= total_epochs;
     set_phase(false);
@@ -321,6 +343,15 @@ class Trainer {
     if (subset.empty()) return report;
     data::LoaderOptions lo = loader_options(/*training=*/false);
     lo.masks = Impl::has_saliency && subset.dataset->has_masks();
+    // Data-parallel: each process evaluates every N-th image (no padding), the logits are summed
+    // over the world, and every process counts each image once. (Saliency-on-object scores need
+    // the maps: with masks every process evaluates the whole subset.)
+    const bool shared = pg_ && pg_->size() > 1 && !lo.masks;
+    if (shared) {
+      lo.shard_rank = pg_->rank();
+      lo.shard_count = pg_->size();
+      lo.shard_pad = false;
+    }
     data::Loader loader(subset, lo);
     const bool was_training = net_->is_training();
     net_->eval();
@@ -329,10 +360,18 @@ class Trainer {
     std::vector<eval::SaliencyOnObject> scores;
     const auto t0 = std::chrono::steady_clock::now();
     int64_t seen = 0;
+    const auto n = static_cast<int64_t>(subset.size());
+    torch::Tensor all_logits = shared ? torch::zeros({n, logits_width()}) : torch::Tensor();
     loader.start_epoch(0);
     while (auto batch = loader.next()) {
       const auto out = run(norm(batch->images, device_), batch->images);
       const auto logits = out.logits.to(torch::kCPU).to(torch::kFloat32);
+      seen += batch->size();
+      if (shared) {
+        for (int64_t i = 0; i < batch->size(); ++i)
+          all_logits[static_cast<int64_t>(batch->positions[static_cast<size_t>(i)])].copy_(logits[i]);
+        continue;
+      }
       report.metrics.add_logits(logits, batch->labels);
       if (keep_predictions) {
         const auto prob = torch::softmax(logits, 1);
@@ -346,7 +385,22 @@ class Trainer {
         auto s = eval::saliency_on_object(out.saliency.to(torch::kCPU), batch->masks);
         scores.insert(scores.end(), s.begin(), s.end());
       }
-      seen += batch->size();
+    }
+    if (shared) {
+      std::vector<torch::Tensor> sum{all_logits};
+      pg_->all_reduce_sum(sum);
+      torch::Tensor labels = torch::empty({n}, torch::kInt64);
+      for (int64_t i = 0; i < n; ++i)
+        labels[i] = subset.dataset->samples[subset.indices[static_cast<size_t>(i)]].label;
+      report.metrics.add_logits(all_logits, labels);
+      if (keep_predictions) {
+        const auto best = torch::softmax(all_logits, 1).max(1);
+        const auto conf = std::get<0>(best), pred = std::get<1>(best);
+        for (int64_t i = 0; i < n; ++i)
+          report.predictions.push_back({subset.indices[static_cast<size_t>(i)], labels[i].template item<int64_t>(),
+                                        pred[i].template item<int64_t>(), conf[i].template item<float>()});
+      }
+      seen = n;  // the world evaluated each image once
     }
     report.images_per_s = static_cast<double>(seen) /
                           std::max(1e-9, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -368,6 +422,13 @@ class Trainer {
   torch::optim::Optimizer& optimizer() { return *optimizer_; }
   /// Text before every progress line, e.g. "[B k=5 seed=0] ".
   void set_progress_prefix(std::string prefix) { progress_prefix_ = std::move(prefix); }
+  /// Data-parallel training over the processes of `pg` (null: this process alone): fit() gives each
+  /// process its share of every epoch (Loader's shard; config.batch_size is per process), starts
+  /// from rank 0's weights, averages the gradients after each backward pass, and only rank 0
+  /// prints progress and writes metrics and checkpoints. Every process must call fit() alike.
+  void set_process_group(std::shared_ptr<dist::ProcessGroup> pg) { pg_ = std::move(pg); }
+  /// True when this process writes the run's files (alone, or rank 0 of its world).
+  bool writes_files() const { return !pg_ || pg_->rank() == 0; }
 
   /// The forward pass the trainer uses: SmicNet gets spectral-residual maps of the batch.
   NetOutput run(const torch::Tensor& x, const torch::Tensor& images_u8) {
@@ -471,6 +532,7 @@ class Trainer {
     info.config = {{"train", to_json(config_)},
                    {"policy", Policy::name},
                    {"network", Impl::name()},
+                   {"world_size", pg_ ? pg_->size() : 1},
                    {"best_epoch", r.best_epoch},
                    {"best_val_accuracy", std::isnan(r.best_val_accuracy) ? nlohmann::json() : nlohmann::json(r.best_val_accuracy)},
                    {"history", history}};
@@ -488,6 +550,11 @@ class Trainer {
     if (c.value("network", std::string()) != Impl::name() || c.value("policy", std::string()) != Policy::name)
       throw file_error(info.path, "checkpoint of " + c.value("network", std::string("?")) + " / " +
                                     c.value("policy", std::string("?")) + ", not of " + Impl::name() + " / " + Policy::name);
+    // Another world size gives other batches and another schedule: not the run that was started.
+    const int world = pg_ ? pg_->size() : 1;
+    if (c.value("world_size", 1) != world)
+      throw file_error(info.path, "checkpoint of a run over " + std::to_string(c.value("world_size", 1)) +
+                                    " process(es); resume it with the same world size, not " + std::to_string(world));
     r.epochs_done = static_cast<int>(info.epoch);
     r.best_epoch = c.value("best_epoch", 0);
     r.best_val_accuracy = c.contains("best_val_accuracy") && c["best_val_accuracy"].is_number()
@@ -523,6 +590,7 @@ class Trainer {
   std::vector<torch::Tensor> best_state_;
   std::string progress_prefix_;
   bool warned_dead_map_ = false;
+  std::shared_ptr<dist::ProcessGroup> pg_;
 };
 
 }  // namespace halsal::train
