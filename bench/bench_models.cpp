@@ -1,11 +1,16 @@
-// Throughput of the backbones and the composed networks: eval forward and train step, images/s.
+// Throughput of the backbones and the composed networks: eval forward and train step (frozen
+// BatchNorm, SGD with momentum), images/s. bench/python_twin.py measures the same in Python eager,
+// bench/compare.py puts both side by side (make bench).
 // Usage: bench_models [--size 224] [--batch 8] [--threads N] [--device cpu|cuda] [--steps 3]
+//                     [--precision fp32|bf16|fp16] [--only key,key] [--json FILE]
 #include <halsal/halsal.hpp>
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <sstream>
 
 namespace {
 
@@ -13,8 +18,9 @@ struct Timing {
   double eval_ips = 0, train_ips = 0;
 };
 
-template <class Net, class... Args>
-Timing measure(Net net, int64_t batch, int64_t size, int steps, torch::Device device) {
+template <class Net>
+Timing measure(Net net, int64_t batch, int64_t size, int steps, torch::Device device,
+               halsal::train::Precision precision) {
   net->to(device);
   const auto x = torch::randn({batch, 3, size, size}, device);
   const auto y = torch::zeros({batch}, torch::dtype(torch::kLong).device(device));
@@ -33,14 +39,22 @@ Timing measure(Net net, int64_t batch, int64_t size, int steps, torch::Device de
   net->eval();
   {
     torch::NoGradGuard no_grad;
-    t.eval_ips = time([&] { net->forward(x); });
+    t.eval_ips = time([&] {
+      halsal::train::AutocastScope autocast(device, precision);
+      net->forward(x);
+    });
   }
   auto groups = halsal::apply_policy<halsal::ApproachB>(net);
   torch::optim::SGD sgd(groups.all(), torch::optim::SGDOptions(1e-4).momentum(0.9));
   net->train();
   t.train_ips = time([&] {
     sgd.zero_grad();
-    torch::nn::functional::cross_entropy(net->forward(x), y).backward();
+    torch::Tensor logits;
+    {
+      halsal::train::AutocastScope autocast(device, precision);
+      logits = net->forward(x);
+    }
+    torch::nn::functional::cross_entropy(logits.to(torch::kFloat32), y).backward();
     sgd.step();
   });
   return t;
@@ -52,29 +66,53 @@ int main(int argc, char** argv) {
   CLI::App app{"halsal model throughput (images/s)"};
   int64_t size = 224, batch = 8;
   int threads = 0, steps = 3;
-  std::string device_name = "cpu";
+  std::string device_name = "cpu", precision_name = "fp32", only, json_file;
   app.add_option("--size", size, "input side");
   app.add_option("--batch", batch, "batch size");
   app.add_option("--threads", threads, "intra-op threads (0 = cores)");
   app.add_option("--steps", steps, "timed steps per measurement");
   app.add_option("--device", device_name, "cpu or cuda");
+  app.add_option("--precision", precision_name, "fp32, bf16 or fp16 (autocast around the forward pass)")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
+  app.add_option("--only", only, "comma list of row keys (default: all): alexnet, halsal_alexnet, resnet18, resnet50, "
+                                 "resnet152, halsal_resnet152, mobilenet_v2, halsal_mobilenet_v2");
+  app.add_option("--json", json_file, "also write the rows to this JSON file");
   CLI11_PARSE(app, argc, argv);
-  halsal::set_num_threads(threads);
-  const torch::Device device(device_name);
-  std::cout << "LibTorch " << TORCH_VERSION << ", " << at::get_num_threads() << " threads, " << device
-            << ", batch " << batch << ", " << size << " px\n\n| network | eval img/s | train img/s |\n|---|---|---|\n";
-  auto row = [&](const std::string& name, Timing t) {
-    std::cout << "| " << name << " | " << std::fixed << std::setprecision(1) << t.eval_ips << " | " << t.train_ips
-              << " |\n" << std::flush;
-  };
-  using namespace halsal;
-  row("RgbNet<AlexNet>", measure(RgbNet<AlexNet>(102), batch, size, steps, device));
-  row("HalSalNet<AlexNet> (BeforePool2, Depth<4>)", measure(HalSalAlexNet(102), batch, size, steps, device));
-  row("RgbNet<ResNet-18>", measure(RgbNet<ResNet<18>>(102), batch, size, steps, device));
-  row("RgbNet<ResNet-50>", measure(RgbNet<ResNet<50>>(102), batch, size, steps, device));
-  row("RgbNet<ResNet-152>", measure(RgbNet<ResNet<152>>(102), batch, size, steps, device));
-  row("HalSalNet<ResNet-152> (AfterStage<4>, Depth<4>)", measure(HalSalResNet152(102), batch, size, steps, device));
-  row("RgbNet<MobileNetV2>", measure(RgbNet<MobileNetV2>(102), batch, size, steps, device));
-  row("HalSalNet<MobileNetV2> (AfterStage<4>, Depth<4>)", measure(HalSalMobileNetV2(102), batch, size, steps, device));
-  return 0;
+  try {
+    halsal::set_num_threads(threads);
+    const torch::Device device(device_name);
+    const auto precision = halsal::train::parse_precision(precision_name);
+    halsal::train::check_precision(precision, device_name);
+    std::cout << "LibTorch " << TORCH_VERSION << ", " << at::get_num_threads() << " threads, " << device << ", "
+              << precision_name << ", batch " << batch << ", " << size
+              << " px\n\n| network | eval img/s | train img/s |\n|---|---|---|\n";
+    const auto keys = halsal::train::split_list(only);
+    nlohmann::json rows = nlohmann::json::array();
+    auto row = [&](const std::string& key, const std::string& name, auto make) {
+      if (!keys.empty() && std::find(keys.begin(), keys.end(), key) == keys.end()) return;
+      const Timing t = measure(make(), batch, size, steps, device, precision);
+      std::cout << "| " << name << " | " << std::fixed << std::setprecision(1) << t.eval_ips << " | " << t.train_ips
+                << " |\n" << std::flush;
+      rows.push_back({{"key", key}, {"network", name}, {"eval_ips", t.eval_ips}, {"train_ips", t.train_ips}});
+    };
+    using namespace halsal;
+    row("alexnet", "RgbNet<AlexNet>", [] { return RgbNet<AlexNet>(102); });
+    row("halsal_alexnet", "HalSalNet<AlexNet> (BeforePool2, Depth<4>)", [] { return HalSalAlexNet(102); });
+    row("resnet18", "RgbNet<ResNet-18>", [] { return RgbNet<ResNet<18>>(102); });
+    row("resnet50", "RgbNet<ResNet-50>", [] { return RgbNet<ResNet<50>>(102); });
+    row("resnet152", "RgbNet<ResNet-152>", [] { return RgbNet<ResNet<152>>(102); });
+    row("halsal_resnet152", "HalSalNet<ResNet-152> (AfterStage<4>, Depth<4>)", [] { return HalSalResNet152(102); });
+    row("mobilenet_v2", "RgbNet<MobileNetV2>", [] { return RgbNet<MobileNetV2>(102); });
+    row("halsal_mobilenet_v2", "HalSalNet<MobileNetV2> (AfterStage<4>, Depth<4>)", [] { return HalSalMobileNetV2(102); });
+    if (!json_file.empty()) {
+      const nlohmann::json j = {{"language", "C++"},      {"torch", TORCH_VERSION},   {"threads", at::get_num_threads()},
+                                {"device", device_name},  {"precision", precision_name}, {"batch", batch},
+                                {"size", size},           {"steps", steps},            {"rows", rows}};
+      halsal::io::write_file_atomic(json_file, j.dump(2) + "\n");
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "bench_models: " << e.what() << "\n";
+    return 1;
+  }
 }

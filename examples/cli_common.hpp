@@ -13,10 +13,10 @@
 
 namespace halsal::cli {
 
-/// --profile, --epochs, --image-size, --normalization, --device, --saliency-activation, --head,
-/// --warmup-epochs and --set FIELD=VALUE for any other TrainConfig field.
+/// --profile, --epochs, --image-size, --normalization, --device, --precision,
+/// --saliency-activation, --head, --warmup-epochs and --set FIELD=VALUE for any other TrainConfig field.
 struct TrainingFlags {
-  std::string profile = "fast", normalization, device = "cpu", saliency_activation = "relu", head,
+  std::string profile = "fast", normalization, device = "cpu", precision, saliency_activation = "relu", head,
               saliency_start = "xavier";
   int epochs = 0, image_size = 0, warmup_epochs = -1;
   std::vector<std::string> sets;
@@ -32,6 +32,9 @@ struct TrainingFlags {
     app.add_option("--normalization", normalization, "imagenet or symmetric (the shared MobileNetV2 needs symmetric)")
         ->check(CLI::IsMember({"imagenet", "symmetric"}));
     app.add_option("--device", device, "cpu or cuda[:n]");
+    app.add_option("--precision", precision,
+                   "fp32 (default), bf16 (autocast; CPU and CUDA) or fp16 (autocast with loss scaling; CUDA only)")
+        ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
     app.add_option("--saliency-activation", saliency_activation,
                    "the saliency map's last non-linearity: relu (the paper's) or softplus")
         ->check(CLI::IsMember({"relu", "softplus"}));
@@ -54,6 +57,7 @@ struct TrainingFlags {
     if (!head.empty()) c.head = head;
     if (warmup_epochs >= 0) c.warmup_epochs = warmup_epochs;
     c.device = device;
+    if (!precision.empty()) c.precision = precision;
     for (const auto& item : sets) c = train::apply_setting(c, item);
     train::validate(c);
     return c;

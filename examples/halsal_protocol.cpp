@@ -29,7 +29,14 @@ int run(const std::string& data_dir, const std::vector<std::string>& step_one_di
     o.saliency = p.experiment.saliency;
     o.holdout = holdout;
     o.gallery_dir = p.out_dir;
+    // Under torchrun (several processes): Step I is one data-parallel training run over them.
+    o.process_group = halsal::dist::join_world_from_environment(o.config.device);
+    if (o.process_group)
+      std::cout << "rank " << o.process_group->rank() << " of " << o.process_group->size() << " (data-parallel over "
+                << o.process_group->backend() << ", batch " << o.config.batch_size << " per process) on "
+                << o.config.device << "\n";
     const auto report = ht::run_step_one<B, halsal::Depth<4>, Fusion>(imagenet, o, p.experiment.step_one_weights);
+    if (o.process_group && o.process_group->rank() != 0) return 0;  // rank 0 reports and writes
     std::cout << "Step I: " << report.fit.epochs_done << " epochs on " << report.train_images
               << " images; saliency branch written to " << p.experiment.step_one_weights.string() << "\n"
               << report.verdict();
@@ -102,12 +109,15 @@ int main(int argc, char** argv) {
     }
     ht::ProtocolOptions p;
     p.shard = shard.empty() ? ht::shard_from_environment() : ht::parse_shard(shard);
+    // Step I is one training run: under torchrun its processes train it data-parallel, not as shards.
+    if (!step_one_data.empty() && p.shard.sharded() && shard.empty() && p.shard.source == "torchrun") p.shard = {};
     p.experiment.config = flags.config();
     // Each process of a world on CUDA takes the GPU of its local rank.
     p.experiment.config.device = p.shard.device(p.experiment.config.device);
     if (p.shard.sharded() && !step_one_data.empty())
-      throw halsal::Error("--step-one is one training run: start it as one process (no --shard, not under torchrun "
-                          "or srun with several tasks)");
+      throw halsal::Error("--step-one is one training run: it takes no --shard, and several Slurm tasks train it "
+                          "data-parallel only through torchrun (srun torchrun --no-python …), which sets RANK, "
+                          "WORLD_SIZE, MASTER_ADDR and MASTER_PORT");
     if (p.shard.sharded())
       std::cout << "shard " << p.shard.label() << " (" << p.shard.source << ") on " << p.experiment.config.device << "\n";
     p.experiment.saliency = flags.saliency();

@@ -44,12 +44,11 @@ int main(int argc, char** argv) {
     t.experiment.step_one_weights = step_one;
     t.experiment.out_dir = out;
     // Under torchrun (or with RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set): data-parallel.
-    const halsal::dist::WorldOptions world = halsal::dist::world_from_environment();
-    if (world.size > 1) {
-      t.experiment.process_group = std::make_shared<halsal::dist::ProcessGroup>(world);
-      t.experiment.config.device = world.device(t.experiment.config.device);
-      std::cout << "rank " << world.rank << " of " << world.size << " (data-parallel, batch "
-                << t.experiment.config.batch_size << " per process) on " << t.experiment.config.device << "\n";
+    if (auto pg = halsal::dist::join_world_from_environment(t.experiment.config.device)) {
+      t.experiment.process_group = pg;
+      std::cout << "rank " << pg->rank() << " of " << pg->size() << " (data-parallel over " << pg->backend()
+                << ", batch " << t.experiment.config.batch_size << " per process) on " << t.experiment.config.device
+                << "\n";
     }
     auto data = std::make_shared<const halsal::data::Dataset>(halsal::data::open(data_dir));
     std::cout << data->summary() << "\n";

@@ -36,6 +36,8 @@
 #include "halsal/viz/svg.hpp"
 #include "halsal/dist/process_group.hpp"
 #include "halsal/train/config.hpp"
+#include "halsal/train/grad_scaler.hpp"
+#include "halsal/train/precision.hpp"
 #include "halsal/train/progress.hpp"
 #include "halsal/train/trainer.hpp"
 #include "halsal/experiments/step_one.hpp"

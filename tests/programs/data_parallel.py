@@ -2,7 +2,7 @@
 """Data-parallel training on c10d (issue 12, part 2): halsal_train as 2 processes (Gloo on
 localhost, a free port chosen here) against 1 process.
 
-    data_parallel.py --train PATH --work DIR [--available 0|1]
+    data_parallel.py --train PATH --protocol PATH --work DIR [--available 0|1] [--nccl 0|1]
 
 - 2 processes with a per-process batch of 2 end with the weights of 1 process with a batch of 4
   on the same samples (ResNet-18: no dropout; frozen BatchNorm; augmentations follow the sample's
@@ -13,6 +13,9 @@ localhost, a free port chosen here) against 1 process.
 - Resuming with another world size is refused, naming both sizes.
 - A world whose other rank never comes fails after HALSAL_DIST_TIMEOUT with the master's address;
   a rank killed mid-training makes the other stop with an error, not hang.
+- Step I (halsal_protocol --step-one, ResNet-18) as 2 processes × batch 2 writes the branch of 1
+  process × batch 4 (within 1e-5), the same held-out check, and only rank 0 reports and writes.
+- HALSAL_DIST_BACKEND=nccl on a machine without a GPU (or a build without NCCL) is refused, saying why.
 - Without c10d in this build (--available 0), a world of 2 is refused with a message that says so.
 
 Standard library only; the programs run with one thread (halsal_programs.ENV).
@@ -72,7 +75,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--train", required=True)
     ap.add_argument("--work", required=True)
+    ap.add_argument("--protocol", required=True)
     ap.add_argument("--available", default="1")
+    ap.add_argument("--nccl", default="0")
     a = ap.parse_args()
     if os.path.exists(a.work):
         shutil.rmtree(a.work)
@@ -105,7 +110,7 @@ def main():
         c.check(rc == 0, "data-parallel rank %d exits 0" % i, "rc=%s\n%s\n%s" % (rc, out[-1500:], err[-1500:]))
     if c.failures:
         return 1
-    c.check("rank 0 of 2 (data-parallel, batch 2 per process)" in results[0][1], "rank 0 says its place",
+    c.check("rank 0 of 2 (data-parallel over gloo, batch 2 per process)" in results[0][1], "rank 0 says its place",
             results[0][1][:400])
     c.check("test:" in results[0][1] and "test:" not in results[1][1], "only rank 0 reports the result",
             results[1][1][-400:])
@@ -170,8 +175,69 @@ def main():
             "rank 1 killed: rank 0 stops with an error (%.1f s after the kill)" % (time.monotonic() - t0),
             "rc=%s\n%s" % (rc, err[-1200:]))
 
+    step_one(a, c)
+
+    # NCCL where there is no GPU (or no NCCL in this build): refused before any training, saying why.
+    port = h.free_port()
+    procs = [h.start(base + ["--out", os.path.join(a.work, "nccl")], world_env(i, 2, port, HALSAL_DIST_BACKEND="nccl"))
+             for i in (0, 1)]
+    results = [h.finish(p, 120) for p in procs]
+    why = "needs a CUDA GPU" if a.nccl == "1" else "built without NCCL"
+    c.check(all(rc == 1 and why in err for rc, _, err in results),
+            "HALSAL_DIST_BACKEND=nccl here is refused: '%s'" % why, [err[-600:] for _, _, err in results])
+
     print("%d failure(s)" % c.failures)
     return 1 if c.failures else 0
+
+
+def step_one(a, c):
+    """Step I, data-parallel: 2 processes x batch 2 against 1 process x batch 4 (ResNet-18: no dropout)."""
+    source = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    inet = os.path.join(a.work, "inet")
+    h.make_dataset(inet, classes=4, per_class=16, sizes=(48, 64))
+    for i, name in enumerate(sorted(os.listdir(inet))):
+        os.rename(os.path.join(inet, name), os.path.join(inet, "n%08d" % (1440764 + i)))
+    weights = h.backbone_weights(os.path.join(source, "tests", "data", "backbones", "resnet18.keys"),
+                                 os.path.join(a.work, "resnet18-4class.safetensors"), num_classes=4)
+
+    def args(out, batch):
+        os.makedirs(out, exist_ok=True)
+        return [a.protocol, "--step-one", inet, "--weights", weights, "--backbone", "resnet18",
+                "--stepI", os.path.join(out, "stepI.safetensors"), "--epochs", "2", "--image-size", "64",
+                # 48 training images: a multiple of the world's batch (no padded sample)
+                "--holdout", "0.25",
+                "--set", "batch_size=%d" % batch, "--out", out]
+
+    single = os.path.join(a.work, "stepI-single")
+    r = h.run(args(single, 4), timeout=300, env=world_env(0, 1, 1))
+    if not c.check(r.rc == 0, "Step I, one process, batch 4", "rc=%s\n%s\n%s" % (r.rc, r.out[-1500:], r.err[-1500:])):
+        return
+    two = os.path.join(a.work, "stepI-two")
+    port = h.free_port()
+    procs = [h.start(args(two, 2), world_env(i, 2, port)) for i in (0, 1)]
+    results = [h.finish(p) for p in procs]
+    ok = [c.check(rc == 0, "Step I rank %d exits 0" % i, "rc=%s\n%s\n%s" % (rc, out[-1500:], err[-1500:]))
+          for i, (rc, out, err) in enumerate(results)]
+    if not all(ok):
+        return
+    c.check("data-parallel over gloo" in results[0][1], "Step I rank 0 says it trains data-parallel", results[0][1][:400])
+    c.check("Step I:" in results[0][1] and "Step I:" not in results[1][1], "only rank 0 reports Step I",
+            results[1][1][-400:])
+    files = sorted(f for f in os.listdir(two) if not f.startswith("."))
+    c.check(files == sorted(f for f in os.listdir(single) if not f.startswith(".")),
+            "the same files as one process's (written once, by rank 0)", files)
+
+    def check_lines(text):  # the held-out check's numbers
+        return [l for l in text.splitlines() if ("held-out" in l.lower() or "top-1" in l.lower()) and "galleries" not in l]
+    c.check(check_lines(results[0][1]) == check_lines(r.out) and check_lines(r.out),
+            "the held-out check of 2 processes is the one process's", (check_lines(results[0][1]), check_lines(r.out)))
+    w1 = read_safetensors(os.path.join(single, "stepI.safetensors"))
+    w2 = read_safetensors(os.path.join(two, "stepI.safetensors"))
+    c.check(sorted(w1) == sorted(w2) and all(k.startswith("saliency.") for k in w1) and w1,
+            "the same saliency.* tensors (%d)" % len(w1))
+    worst = max(((relative_difference(w2[k], w1[k]), k) for k in w1 if k in w2), default=(1.0, "none"))
+    c.check(worst[0] <= 1e-5, "Step I: 2 processes x batch 2 give the branch of 1 process x batch 4 (worst %.2e, %s)"
+            % worst, worst)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,17 @@
 #include <halsal/demo/demo.hpp>
 #include <halsal/experiments/experiment.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <fstream>
 #include <functional>
 #include <map>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "test_support.hpp"
 #include "tiny_data.hpp"
@@ -383,6 +389,138 @@ BOOST_AUTO_TEST_CASE(data_parallel_world_from_environment) {
   bad.rank = 2;
   bad.size = 2;
   BOOST_CHECK_THROW(hdist::ProcessGroup{bad}, Error);
+  // The transport: HALSAL_DIST_BACKEND, "auto" picks NCCL only for CUDA and only where built with it.
+  BOOST_TEST(from({}).backend_for("cpu") == "gloo");
+  BOOST_TEST(from({}).backend_for("cuda:0") == (hdist::nccl_available() ? "nccl" : "gloo"));
+  BOOST_TEST(from({{"HALSAL_DIST_BACKEND", "gloo"}}).backend_for("cuda:0") == "gloo");
+  BOOST_TEST(message({{"HALSAL_DIST_BACKEND", "mpi"}}).find("HALSAL_DIST_BACKEND=mpi is not gloo, nccl or auto") !=
+             std::string::npos);
+}
+
+namespace {
+// A port nobody listens on now (the kernel's choice for port 0).
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t len = sizeof a;
+  int port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+    port = ntohs(a.sin_port);
+  ::close(fd);
+  return port;
+}
+}  // namespace
+
+// Two ranks of one world (threads of this process, Gloo on localhost): the gradients the reducer
+// leaves are the mean of each rank's own, buckets start while backward runs, a parameter without a
+// gradient keeps none, and a changed set of trainable parameters is planned again.
+BOOST_AUTO_TEST_CASE(gradient_reducer_averages_during_backward) {
+  namespace hdist = halsal::dist;
+  if (!hdist::available()) {
+    BOOST_TEST_MESSAGE("skipped: this halsal was built without c10d");
+    return;
+  }
+  torch::manual_seed(3);
+  // w1 16x8, b1, w2 4x16, b2, frozen (no gradient wanted), and first (so that its bucket is the last
+  // one, as backward's order goes) one never in the graph
+  const std::vector<torch::Tensor> base{torch::randn({16, 8}), torch::randn({16}), torch::randn({4, 16}),
+                                        torch::randn({4}),     torch::randn({3}),  torch::randn({5})};
+  const std::vector<torch::Tensor> inputs{torch::randn({6, 8}), torch::randn({6, 8})};
+  auto leaves = [&] {
+    std::vector<torch::Tensor> p;
+    for (size_t i = 0; i < base.size(); ++i) p.push_back(base[i].clone().requires_grad_(i != 4));
+    return p;
+  };
+  auto loss_of = [](const std::vector<torch::Tensor>& p, const torch::Tensor& x) {
+    const auto h = torch::relu(torch::addmm(p[1], x, p[0].t()));
+    return (torch::addmm(p[3], h, p[2].t()) * p[4].sum()).pow(2).mean();
+  };
+  // The reference: each rank's gradients alone, averaged; the second step trains w2 and b2 only.
+  std::vector<std::vector<torch::Tensor>> expected(2);
+  for (int step = 0; step < 2; ++step) {
+    std::vector<torch::Tensor> sum;
+    for (const auto& x : inputs) {
+      auto p = leaves();
+      if (step == 1) p[0].requires_grad_(false), p[1].requires_grad_(false);
+      loss_of(p, x.mul(step + 1)).backward();
+      for (size_t i = 0; i < 4; ++i) {
+        const auto g = p[i].grad().defined() ? p[i].grad() : torch::zeros_like(p[i]);
+        if (sum.size() < 4) sum.push_back(g.clone());
+        else sum[i] += g;
+      }
+    }
+    for (auto& g : sum) g /= 2;
+    expected[static_cast<size_t>(step)] = sum;
+  }
+
+  const int port = free_port();
+  struct Outcome {
+    std::string error;
+    std::vector<std::vector<torch::Tensor>> grads;
+    std::vector<bool> unused_has_grad;
+    std::vector<size_t> buckets, early;
+  };
+  std::vector<Outcome> outcome(2);
+  std::vector<std::thread> ranks;
+  for (int r = 0; r < 2; ++r)
+    ranks.emplace_back([&, r] {
+      auto& o = outcome[static_cast<size_t>(r)];
+      try {
+        hdist::WorldOptions w;
+        w.rank = r;
+        w.size = 2;
+        w.master_port = port;
+        w.timeout = std::chrono::seconds(30);
+        auto pg = std::make_shared<hdist::ProcessGroup>(w);
+        auto p = leaves();
+        // The reducer's order is the network's: the unused parameter first.
+        std::vector<torch::Tensor> in_order{p[5], p[0], p[1], p[2], p[3], p[4]};
+        // Tiny buckets: several of them, so that some fill (and start) before backward ends.
+        hdist::GradientReducer reducer(pg, in_order, /*bucket_bytes=*/64 * 4, /*first_bucket_bytes=*/4 * 4);
+        for (int step = 0; step < 2; ++step) {
+          for (auto& t : p)
+            if (t.grad().defined()) t.mutable_grad().zero_();
+          if (step == 1) p[0].requires_grad_(false), p[1].requires_grad_(false);
+          const auto before = p[0].grad().defined() ? p[0].grad().clone() : torch::Tensor();
+          reducer.prepare();
+          loss_of(p, inputs[static_cast<size_t>(r)].mul(step + 1)).backward();
+          reducer.finish();
+          std::vector<torch::Tensor> g;
+          for (size_t i = 0; i < 4; ++i) g.push_back(p[i].grad().defined() ? p[i].grad().clone() : torch::zeros_like(p[i]));
+          if (step == 1) g[0] = before;  // frozen now: untouched by the reducer
+          o.grads.push_back(g);
+          o.unused_has_grad.push_back(p[5].grad().defined());
+          o.buckets.push_back(reducer.buckets());
+          o.early.push_back(reducer.started_during_backward());
+        }
+      } catch (const std::exception& e) {
+        o.error = e.what();
+      }
+    });
+  for (auto& t : ranks) t.join();
+  for (size_t r = 0; r < 2; ++r) {
+    BOOST_TEST_CONTEXT("rank " << r) {
+      BOOST_TEST_REQUIRE(outcome[r].error == "");
+      for (size_t step = 0; step < 2; ++step) {
+        for (size_t i = step == 0 ? 0 : 2; i < 4; ++i)
+          BOOST_TEST(torch::allclose(outcome[r].grads[step][i], expected[step][i], 1e-5, 1e-6),
+                     "step " << step << " tensor " << i);
+        BOOST_TEST(!outcome[r].unused_has_grad[step]);
+      }
+      // Step 0, backward's order: b2 (the first bucket, 16 bytes), w2, b1, w1, unused: 5 buckets; the
+      // first four fill during backward and start there, the unused parameter's waits for finish().
+      BOOST_TEST(outcome[r].buckets[0] == 5u);
+      BOOST_TEST(outcome[r].early[0] == 4u);
+      BOOST_TEST(outcome[r].buckets[1] == 3u);  // w1 and b1 left the plan
+      BOOST_TEST(outcome[r].early[1] == 2u);
+    }
+  }
+  // A frozen step leaves w1's gradient as it was (zeroed before the step): the reducer wrote nothing there.
+  BOOST_TEST(outcome[0].grads[1][0].abs().sum().item<double>() == 0.0);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -43,6 +43,11 @@ struct StepOneOptions {
   double holdout = 0.2;
   std::filesystem::path gallery_dir;  ///< empty: no PNGs; else stepI-*.png of held-out images
   int gallery_rows = 8;               ///< rows per PNG
+  /// Data-parallel over the processes of this world (null: this process alone): every process
+  /// calls run_step_one alike with config.batch_size images per step each; the gradients are
+  /// averaged, every process runs the check on the whole hold-out, and only rank 0 writes the
+  /// weights file and the galleries.
+  std::shared_ptr<dist::ProcessGroup> process_group;
 };
 
 /// The frozen classifier with the learned map against s = 0, on one set of images.
@@ -286,11 +291,13 @@ StepOneReport run_step_one(std::shared_ptr<const data::Dataset> imagenet, const 
   report.train_images = train.size();
   Trainer<Net, StepI> trainer(net, config);
   trainer.set_progress_prefix("[Step I] ");
+  trainer.set_process_group(o.process_group);
   report.fit = trainer.fit(train, data::Subset{});
   if (report.checked) {
     report.heldout = detail::check_step_one(trainer, heldout);
     report.train = detail::check_step_one(trainer, train);
   }
+  if (!trainer.writes_files()) return report;  // rank 0 of the world writes
   io::TensorDict branch;
   for (const auto& kv : io::state_dict(*net))
     if (kv.key().rfind("saliency.", 0) == 0) branch.insert(kv.key(), kv.value().detach().to(torch::kCPU).contiguous());

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "halsal/core/error.hpp"
+#include "halsal/train/precision.hpp"
 
 namespace halsal::train {
 
@@ -36,6 +37,8 @@ struct TrainConfig {
   std::string normalization = "imagenet";  ///< "imagenet" or "symmetric" (the shared MobileNetV2)
   uint64_t seed = 0;               ///< data order, augmentation, dropout; run_cell/run_step_one also seed the init
   std::string device = "cpu";     ///< "cpu" or "cuda[:n]"
+  /// "fp32"; "bf16" (autocast, CPU and CUDA) or "fp16" (autocast and loss scaling, CUDA only)
+  std::string precision = "fp32";
   int workers = -1;               ///< loader threads; -1 = cores - 1
   int eval_every = 1;             ///< validate every n epochs (and after the last)
   std::filesystem::path checkpoint_dir;  ///< empty: no checkpoints; else resumable
@@ -71,7 +74,7 @@ inline TrainConfig fast_profile() {
 
 /// The configuration as JSON.
 inline nlohmann::json to_json(const TrainConfig& c) {
-  return {{"optimizer", c.optimizer},       {"lr", c.lr},
+  nlohmann::json j = {{"optimizer", c.optimizer},       {"lr", c.lr},
           {"new_layer_lr_scale", c.new_layer_lr_scale}, {"saliency_lr_scale", c.saliency_lr_scale},
           {"momentum", c.momentum},
           {"weight_decay", c.weight_decay}, {"schedule", c.schedule},
@@ -82,6 +85,9 @@ inline nlohmann::json to_json(const TrainConfig& c) {
           {"freeze_batchnorm", c.freeze_batchnorm}, {"normalization", c.normalization},
           {"eval_every", c.eval_every},
           {"seed", c.seed},                 {"device", c.device}};
+  // Written only when not fp32, so that the settings and checkpoints of fp32 runs read as before.
+  if (c.precision != "fp32") j["precision"] = c.precision;
+  return j;
 }
 
 /// Reads the fields present in `j` over `base`; unknown fields are an error.
@@ -111,6 +117,7 @@ inline TrainConfig from_json(const nlohmann::json& j, TrainConfig base = {}) {
       else if (key == "seed") base.seed = value.get<uint64_t>();
       else if (key == "eval_every") base.eval_every = value.get<int>();
       else if (key == "device") base.device = value.get<std::string>();
+      else if (key == "precision") base.precision = value.get<std::string>();
       else throw Error("training configuration: unknown field '" + key + "'");
     } catch (const nlohmann::json::exception& e) {
       throw Error("training configuration: field '" + key + "' has the wrong type (" + e.what() + ")");
@@ -151,6 +158,7 @@ inline void validate(const TrainConfig& c) {
   if (c.batch_size < 1) fail("batch_size must be at least 1");
   if (c.image_size < 32 || c.image_size > 1024) fail("image_size must be 32..1024");
   if (c.label_smoothing < 0 || c.label_smoothing >= 1) fail("label_smoothing must be in [0, 1)");
+  check_precision(parse_precision(c.precision), c.device);
 }
 
 }  // namespace halsal::train

@@ -26,6 +26,7 @@
 #include "halsal/policy/freeze.hpp"
 #include "halsal/saliency/spectral_residual.hpp"
 #include "halsal/train/config.hpp"
+#include "halsal/train/grad_scaler.hpp"
 #include "halsal/train/progress.hpp"
 
 namespace halsal::train {
@@ -122,6 +123,8 @@ class Trainer {
   /// head = "imprint" makes the head a cosine classifier here (imprinted when fit() starts).
   Trainer(Net net, TrainConfig config) : net_(std::move(net)), config_(std::move(config)), device_(config_.device) {
     validate(config_);
+    precision_ = parse_precision(config_.precision);
+    if (precision_ == Precision::fp16) scaler_ = std::make_unique<GradScaler>();
     if (config_.head == "imprint") {
       if (!Policy::trains_head)
         throw Error(std::string("Trainer: head = imprint replaces the head's weights, but policy ") + Policy::name +
@@ -167,6 +170,7 @@ class Trainer {
     // Imprinting happens once, on a fresh start; a resumed run's head comes from its checkpoint.
     if (result.epochs_done == 0 && config_.head == "imprint") imprint(train);
     if (pg_) dist::broadcast_module(*pg_, *net_);  // every process starts from rank 0's weights
+    if (pg_ && pg_->size() > 1 && !reducer_) reducer_ = std::make_unique<dist::GradientReducer>(pg_, net_->parameters());
     std::unique_ptr<JsonlWriter> jsonl;
     if (!config_.metrics_jsonl.empty() && writes_files()) jsonl = std::make_unique<JsonlWriter>(config_.metrics_jsonl, result.epochs_done > 0);
 
@@ -202,11 +206,19 @@ class Trainer {
         const auto labels = batch->labels.to(device_);
         optimizer_->zero_grad();
         const auto out = run(x, batch->images);
+        // The loss in fp32 whatever the precision (as autocast's own lists do for cross-entropy).
         auto loss = torch::nn::functional::cross_entropy(
-            out.logits, labels, torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(config_.label_smoothing));
-        loss.backward();
-        if (pg_) dist::average_gradients(*pg_, net_->parameters());
-        optimizer_->step();
+            out.logits.to(torch::kFloat32), labels,
+            torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(config_.label_smoothing));
+        if (reducer_) reducer_->prepare();  // gradients averaged over the world as backward runs
+        (scaler_ ? scaler_->scale(loss) : loss).backward();
+        if (reducer_) reducer_->finish();
+        if (scaler_) {  // fp16: skipped when a gradient overflowed, the scale backed off
+          scaler_->step(*optimizer_);
+          scaler_->update();
+        } else {
+          optimizer_->step();
+        }
         ++step;
         const int64_t n = batch->size();
         const int64_t c = out.logits.argmax(1).eq(labels).sum().template item<int64_t>();
@@ -360,6 +372,17 @@ class Trainer {
     std::vector<eval::SaliencyOnObject> scores;
     const auto t0 = std::chrono::steady_clock::now();
     int64_t seen = 0;
+    // Metrics and predictions of a set of logits (CPU, float) and their labels and sample indices.
+    auto record = [&](const torch::Tensor& logits, const torch::Tensor& labels, const std::vector<size_t>& indices) {
+      report.metrics.add_logits(logits, labels);
+      if (!keep_predictions) return;
+      const auto best = torch::softmax(logits, 1).max(1);
+      const auto conf = std::get<0>(best).contiguous(), pred = std::get<1>(best).contiguous();
+      const auto lab = labels.contiguous();
+      for (size_t i = 0; i < indices.size(); ++i)
+        report.predictions.push_back({indices[i], lab.template data_ptr<int64_t>()[i], pred.template data_ptr<int64_t>()[i],
+                                      conf.template data_ptr<float>()[i]});
+    };
     const auto n = static_cast<int64_t>(subset.size());
     torch::Tensor all_logits = shared ? torch::zeros({n, logits_width()}) : torch::Tensor();
     loader.start_epoch(0);
@@ -367,39 +390,23 @@ class Trainer {
       const auto out = run(norm(batch->images, device_), batch->images);
       const auto logits = out.logits.to(torch::kCPU).to(torch::kFloat32);
       seen += batch->size();
-      if (shared) {
-        for (int64_t i = 0; i < batch->size(); ++i)
-          all_logits[static_cast<int64_t>(batch->positions[static_cast<size_t>(i)])].copy_(logits[i]);
+      if (shared) {  // into the rows of the images' places in the subset; summed over the world below
+        const std::vector<int64_t> rows(batch->positions.begin(), batch->positions.end());
+        all_logits.index_copy_(0, torch::tensor(rows, torch::kInt64), logits);
         continue;
       }
-      report.metrics.add_logits(logits, batch->labels);
-      if (keep_predictions) {
-        const auto prob = torch::softmax(logits, 1);
-        const auto best = prob.max(1);
-        const auto conf = std::get<0>(best), pred = std::get<1>(best);
-        for (int64_t i = 0; i < batch->size(); ++i)
-          report.predictions.push_back({batch->indices[static_cast<size_t>(i)], batch->labels[i].template item<int64_t>(),
-                                        pred[i].template item<int64_t>(), conf[i].template item<float>()});
-      }
+      record(logits, batch->labels, batch->indices);
       if (lo.masks && out.saliency.defined()) {
-        auto s = eval::saliency_on_object(out.saliency.to(torch::kCPU), batch->masks);
+        auto s = eval::saliency_on_object(out.saliency.to(torch::kCPU).to(torch::kFloat32), batch->masks);
         scores.insert(scores.end(), s.begin(), s.end());
       }
     }
     if (shared) {
       std::vector<torch::Tensor> sum{all_logits};
       pg_->all_reduce_sum(sum);
-      torch::Tensor labels = torch::empty({n}, torch::kInt64);
-      for (int64_t i = 0; i < n; ++i)
-        labels[i] = subset.dataset->samples[subset.indices[static_cast<size_t>(i)]].label;
-      report.metrics.add_logits(all_logits, labels);
-      if (keep_predictions) {
-        const auto best = torch::softmax(all_logits, 1).max(1);
-        const auto conf = std::get<0>(best), pred = std::get<1>(best);
-        for (int64_t i = 0; i < n; ++i)
-          report.predictions.push_back({subset.indices[static_cast<size_t>(i)], labels[i].template item<int64_t>(),
-                                        pred[i].template item<int64_t>(), conf[i].template item<float>()});
-      }
+      std::vector<int64_t> labels(static_cast<size_t>(n));
+      for (size_t i = 0; i < labels.size(); ++i) labels[i] = subset.dataset->samples[subset.indices[i]].label;
+      record(all_logits, torch::tensor(labels, torch::kInt64), subset.indices);
       seen = n;  // the world evaluated each image once
     }
     report.images_per_s = static_cast<double>(seen) /
@@ -426,17 +433,23 @@ class Trainer {
   /// process its share of every epoch (Loader's shard; config.batch_size is per process), starts
   /// from rank 0's weights, averages the gradients after each backward pass, and only rank 0
   /// prints progress and writes metrics and checkpoints. Every process must call fit() alike.
-  void set_process_group(std::shared_ptr<dist::ProcessGroup> pg) { pg_ = std::move(pg); }
+  void set_process_group(std::shared_ptr<dist::ProcessGroup> pg) {
+    reducer_.reset();
+    pg_ = std::move(pg);
+  }
   /// True when this process writes the run's files (alone, or rank 0 of its world).
   bool writes_files() const { return !pg_ || pg_->rank() == 0; }
 
   /// The forward pass the trainer uses: SmicNet gets spectral-residual maps of the batch.
+  /// In config.precision (autocast; the outputs may be bf16/fp16).
   NetOutput run(const torch::Tensor& x, const torch::Tensor& images_u8) {
     if constexpr (Impl::reads_saliency_map) {
       const auto maps = saliency::spectral_residual(images_u8.to(device_).to(torch::kFloat32).div(255));
+      AutocastScope autocast(device_, precision_);
       return net_->forward_full(x, maps);
     } else {
       (void)images_u8;
+      AutocastScope autocast(device_, precision_);
       return net_->forward_full(x);
     }
   }
@@ -534,6 +547,9 @@ class Trainer {
                    {"network", Impl::name()},
                    {"world_size", pg_ ? pg_->size() : 1},
                    {"best_epoch", r.best_epoch},
+                   {"grad_scaler", scaler_ ? nlohmann::json{{"scale", scaler_->state().scale},
+                                                            {"growth_tracker", scaler_->state().growth_tracker}}
+                                           : nlohmann::json()},
                    {"best_val_accuracy", std::isnan(r.best_val_accuracy) ? nlohmann::json() : nlohmann::json(r.best_val_accuracy)},
                    {"history", history}};
     // Keep the newest two: one may be unreadable if the machine dies mid-write of the next.
@@ -571,6 +587,15 @@ class Trainer {
       r.history.push_back(e);
     }
     step = info.step;
+    // fp16: the loss scale goes on where it was (a checkpoint from before the scaler: a fresh one).
+    if (scaler_ && c.contains("grad_scaler") && c["grad_scaler"].is_object()) {
+      try {
+        scaler_->load_state({c["grad_scaler"].at("scale").template get<double>(),
+                             c["grad_scaler"].at("growth_tracker").template get<int64_t>()});
+      } catch (const std::exception& e) {
+        throw file_error(info.path, std::string("its grad_scaler state is unreadable: ") + e.what());
+      }
+    }
     if (r.best_epoch > 0 && std::filesystem::exists(best_file())) {
       // The selected weights, without disturbing the resumed ones.
       const auto current = snapshot();
@@ -591,6 +616,9 @@ class Trainer {
   std::string progress_prefix_;
   bool warned_dead_map_ = false;
   std::shared_ptr<dist::ProcessGroup> pg_;
+  std::unique_ptr<dist::GradientReducer> reducer_;
+  Precision precision_ = Precision::fp32;
+  std::unique_ptr<GradScaler> scaler_;  // fp16 only
 };
 
 }  // namespace halsal::train

@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""C++ (bench_models) against Python eager (python_twin.py) on the same LibTorch, side by side.
+
+    compare.py --bench BUILD/bench/bench_models [--python PY] [--rounds 3] [--size 224] [--batch 8]
+               [--steps 3] [--threads 0] [--precision fp32|bf16] [--only key,key] [--out DIR]
+
+Runs both programs --rounds times, alternating which goes first, and reports the median img/s of
+each and the ratio C++/Python of the medians, for the eval forward and the train step; for
+ResNet-50's train step also the share of this CPU's fp32 peak (cores x FMA units x SIMD lanes x 2 x
+the clock /proc/cpuinfo reports). Writes compare.md and compare.json into --out.
+The machine should be otherwise idle: it is noisy (about +-15 % run to run).
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# ResNet-50 at 224 px: 4.09 G multiply-adds forward (torchvision's count); a train step costs about
+# 3 forward passes (forward, and backward's two products per layer).
+RESNET50_FORWARD_FLOP = 2 * 4.09e9
+
+
+def cpu_peak():
+    """(GFLOP/s, text) of the fp32 peak: cores x FMA units x lanes x 2 x clock."""
+    flags, mhz, model = set(), None, "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "flags" and not flags:
+                flags = set(value.split())
+            elif key == "cpu MHz" and mhz is None:
+                mhz = float(value)
+            elif key == "model name" and model == "?":
+                model = value.strip()
+    cores = os.cpu_count()
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
+    fma_units = 2 if "fma" in flags else 1  # two 256-bit FMA pipes per core on Zen 2+ and Haswell+
+    flops = 2 if "fma" in flags else 1
+    peak = cores * fma_units * lanes * flops * (mhz or 0) / 1e3
+    text = ("%d cores x %d FMA units x %d fp32 lanes x 2 x %.0f MHz (/proc/cpuinfo's 'cpu MHz', the clock the "
+            "hypervisor reports) = %.1f GFLOP/s (%s)" % (cores, fma_units, lanes, mhz or 0, peak, model))
+    return peak, text
+
+
+def run(cmd):
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        sys.exit("compare: %s failed (%d):\n%s" % (" ".join(cmd), r.returncode, r.stderr[-2000:]))
+    sys.stderr.write(r.stdout)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bench", required=True, help="path of bench_models")
+    ap.add_argument("--python", default=sys.executable, help="the Python with torch and torchvision")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    ap.add_argument("--only", default="")
+    ap.add_argument("--out", default="bench-out")
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    common = ["--size", str(a.size), "--batch", str(a.batch), "--steps", str(a.steps), "--threads", str(a.threads),
+              "--precision", a.precision] + (["--only", a.only] if a.only else [])
+    results = {"C++": [], "Python": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(a.rounds):
+            order = ["C++", "Python"] if r % 2 == 0 else ["Python", "C++"]
+            for lang in order:
+                out = os.path.join(tmp, "%s-%d.json" % (lang, r))
+                cmd = ([a.bench] if lang == "C++" else [a.python, os.path.join(HERE, "python_twin.py")]) + common
+                sys.stderr.write("round %d/%d: %s\n" % (r + 1, a.rounds, lang))
+                run(cmd + ["--json", out])
+                with open(out) as f:
+                    results[lang].append(json.load(f))
+
+    def medians(lang):
+        by_key = {}
+        for doc in results[lang]:
+            for row in doc["rows"]:
+                by_key.setdefault(row["key"], {"network": row["network"], "eval": [], "train": []})
+                by_key[row["key"]]["eval"].append(row["eval_ips"])
+                by_key[row["key"]]["train"].append(row["train_ips"])
+        return {k: {"network": v["network"], "eval": statistics.median(v["eval"]), "train": statistics.median(v["train"]),
+                    "eval_runs": v["eval"], "train_runs": v["train"]} for k, v in by_key.items()}
+
+    cpp, py = medians("C++"), medians("Python")
+    peak, peak_text = cpu_peak()
+    first = results["C++"][0]
+    lines = ["# C++ (halsal) against Python eager, the same LibTorch", "",
+             "%s; LibTorch %s (C++) and PyTorch %s (Python); %d threads; batch %d, %d px, %s; %d timed steps after "
+             "one warm-up; medians of %d rounds, alternating which language goes first; frozen BatchNorm, SGD "
+             "momentum 0.9." % (datetime.date.today().isoformat(), first["torch"], results["Python"][0]["torch"],
+                                first["threads"], a.batch, a.size, a.precision, a.steps, a.rounds),
+             "", "| network | eval C++ | eval Python | C++/Python | train C++ | train Python | C++/Python |",
+             "|:---|---:|---:|---:|---:|---:|---:|"]
+    rows = []
+    for key, c in cpp.items():
+        p = py.get(key)
+        if not p:
+            continue
+        er, tr = c["eval"] / p["eval"], c["train"] / p["train"]
+        lines.append("| %s | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f |" % (c["network"], c["eval"], p["eval"], er,
+                                                                        c["train"], p["train"], tr))
+        rows.append({"key": key, "network": c["network"], "cpp": c, "python": p, "eval_ratio": er, "train_ratio": tr})
+    lines.append("")
+    if "resnet50" in cpp and peak > 0:
+        achieved = cpp["resnet50"]["train"] * 3 * RESNET50_FORWARD_FLOP * (a.size / 224.0) ** 2 / 1e9
+        lines.append("ResNet-50 train step (C++): %.1f GFLOP/s = %.1f %% of the fp32 peak, %s." %
+                     (achieved, 100 * achieved / peak, peak_text))
+        lines.append("")
+    lines.append("Command: `python3 bench/compare.py %s`; img/s per round are in compare.json." %
+                 " ".join(sys.argv[1:]))
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(os.path.join(a.out, "compare.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(a.out, "compare.json"), "w") as f:
+        json.dump({"machine": platform.node(), "peak": peak_text, "rows": rows, "runs": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
