@@ -45,14 +45,14 @@ demo: configure
 	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(BUILD)/examples/halsal_demo $(DEMO_ARGS)
 
 # C++ against Python eager on the same LibTorch (use the wheel's: TORCH=wheel, the default):
-# builds bench/ and runs bench/compare.py (medians of 3 alternating rounds; BENCH_ARGS adds flags,
+# builds bench/ and runs bench/compare.py (medians of 3 rounds, each program leading in turn; BENCH_ARGS adds flags,
 # e.g. BENCH_ARGS="--only resnet50 --rounds 5"). Tables: docs/performance.md.
 BENCH_ARGS ?=
 BENCH_PYTHON ?= $(or $(HALSAL_CACHE),$(HOME)/.cache/halsal)/venv/bin/python
 bench: deps
 	cmake -S . -B $(BUILD) -G Ninja -C $(BUILD)/torch-init.cmake -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DHALSAL_BUILD_BENCH=ON $(CMAKE_ARGS)
 	cmake --build $(BUILD) -j $(JOBS) --target bench_models bench_data
-	$(BENCH_PYTHON) bench/compare.py --bench $(BUILD)/bench/bench_models --python $(BENCH_PYTHON) --out $(BUILD)/bench-out $(BENCH_ARGS)
+	$(BENCH_PYTHON) bench/compare.py --bench $(BUILD)/bench/bench_models --data-bench $(BUILD)/bench/bench_data --python $(BENCH_PYTHON) --out $(BUILD)/bench-out $(BENCH_ARGS)
 
 install: build
 	cmake --install $(BUILD) --prefix $(or $(PREFIX),/usr/local)

@@ -2,7 +2,7 @@
 // ../shared/data/flowers102 when present, and the loader at 224 px with and without the
 // memory-mapped decoded-image cache. Prints a table of images/s.
 //
-//   bench_data [--threads N] [--images M] [--shared DIR]
+//   bench_data [--threads N] [--images M] [--shared DIR] [--json FILE]
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -12,7 +12,10 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "halsal/data/data.hpp"
+#include "halsal/io/bytes.hpp"
 
 namespace hd = halsal::data;
 namespace fs = std::filesystem;
@@ -56,8 +59,11 @@ double loader_rate(std::shared_ptr<const hd::Dataset> d, std::shared_ptr<const h
   return n / seconds_since(t0);
 }
 
+nlohmann::json rows = nlohmann::json::array();  // every printed row, for --json
+
 void row(const std::string& what, const std::string& data, int threads, double rate) {
   std::printf("| %-28s | %-22s | %7d | %10.1f |\n", what.c_str(), data.c_str(), threads, rate);
+  rows.push_back({{"what", what}, {"data", data}, {"threads", threads}, {"images_per_s", rate}});
 }
 
 }  // namespace
@@ -65,6 +71,7 @@ void row(const std::string& what, const std::string& data, int threads, double r
 int main(int argc, char** argv) {
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   size_t images = 1000;
+  std::string json_file;
   // ../shared beside the checkout (this file is <checkout>/bench/bench_data.cpp), or $HALSAL_SHARED.
   fs::path shared = std::getenv("HALSAL_SHARED") ? fs::path(std::getenv("HALSAL_SHARED"))
                                                  : fs::path(__FILE__).parent_path().parent_path().parent_path() / "shared";
@@ -73,8 +80,9 @@ int main(int argc, char** argv) {
     if (a == "--threads") threads = std::max(1, std::atoi(argv[i + 1]));
     else if (a == "--images") images = static_cast<size_t>(std::max(1, std::atoi(argv[i + 1])));
     else if (a == "--shared") shared = argv[i + 1];
+    else if (a == "--json") json_file = argv[i + 1];
     else {
-      std::fprintf(stderr, "usage: bench_data [--threads N] [--images M] [--shared DIR]\n");
+      std::fprintf(stderr, "usage: bench_data [--threads N] [--images M] [--shared DIR] [--json FILE]\n");
       return 2;
     }
   }
@@ -136,6 +144,8 @@ int main(int argc, char** argv) {
     row("loader 224 px, decoding", name, workers, loader_rate(data, nullptr, workers, images));
     row("loader 224 px, cached", name, workers, loader_rate(data, cache, workers, images));
     row("loader 224 px, cached", name, 1, loader_rate(data, cache, 1, images));
+    if (!json_file.empty())
+      halsal::io::write_file_atomic(json_file, nlohmann::json{{"threads", threads}, {"images", images}, {"rows", rows}}.dump(2) + "\n");
   } catch (const halsal::Error& e) {
     std::fprintf(stderr, "bench_data: %s\n", e.what());
     return 1;

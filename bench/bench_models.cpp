@@ -2,7 +2,10 @@
 // BatchNorm, SGD with momentum), images/s. bench/python_twin.py measures the same in Python eager,
 // bench/compare.py puts both side by side (make bench).
 // Usage: bench_models [--size 224] [--batch 8] [--threads N] [--device cpu|cuda] [--steps 3]
-//                     [--precision fp32|bf16|fp16] [--only key,key] [--json FILE]
+//                     [--precision fp32|bf16|fp16] [--no-fold] [--channels-last] [--only key,key]
+//                     [--json FILE]
+// --no-fold runs BatchNorm apart from its convolution (halsal folds it by default), so that the
+// speed of the language and of the optimisations can be told apart.
 #include <halsal/halsal.hpp>
 
 #include <CLI/CLI.hpp>
@@ -18,11 +21,24 @@ struct Timing {
   double eval_ips = 0, train_ips = 0;
 };
 
+struct Setup {
+  int64_t batch = 8, size = 224;
+  int steps = 3;
+  torch::Device device = torch::kCPU;
+  halsal::train::Precision precision = halsal::train::Precision::fp32;
+  bool fold = true, channels_last = false;
+};
+
 template <class Net>
-Timing measure(Net net, int64_t batch, int64_t size, int steps, torch::Device device,
-               halsal::train::Precision precision) {
+Timing measure(Net net, const Setup& s) {
+  const auto batch = s.batch;
+  const auto steps = s.steps;
+  const auto device = s.device;
+  const auto precision = s.precision;
   net->to(device);
-  const auto x = torch::randn({batch, 3, size, size}, device);
+  halsal::set_batchnorm_folding(*net, s.fold);
+  halsal::set_channels_last(*net, s.channels_last);
+  const auto x = halsal::in_channels_last(torch::randn({batch, 3, s.size, s.size}, device), s.channels_last);
   const auto y = torch::zeros({batch}, torch::dtype(torch::kLong).device(device));
   auto sync = [&] {
     if (device.is_cuda()) torch::cuda::synchronize();
@@ -38,7 +54,7 @@ Timing measure(Net net, int64_t batch, int64_t size, int steps, torch::Device de
   Timing t;
   net->eval();
   {
-    torch::NoGradGuard no_grad;
+    c10::InferenceMode inference;  // as Trainer::evaluate
     t.eval_ips = time([&] {
       halsal::train::AutocastScope autocast(device, precision);
       net->forward(x);
@@ -64,13 +80,16 @@ Timing measure(Net net, int64_t batch, int64_t size, int steps, torch::Device de
 
 int main(int argc, char** argv) {
   CLI::App app{"halsal model throughput (images/s)"};
-  int64_t size = 224, batch = 8;
-  int threads = 0, steps = 3;
+  Setup setup;
+  int threads = 0;
+  bool no_fold = false;
   std::string device_name = "cpu", precision_name = "fp32", only, json_file;
-  app.add_option("--size", size, "input side");
-  app.add_option("--batch", batch, "batch size");
+  app.add_option("--size", setup.size, "input side");
+  app.add_option("--batch", setup.batch, "batch size");
   app.add_option("--threads", threads, "intra-op threads (0 = cores)");
-  app.add_option("--steps", steps, "timed steps per measurement");
+  app.add_option("--steps", setup.steps, "timed steps per measurement");
+  app.add_flag("--no-fold", no_fold, "run BatchNorm apart from its convolution (halsal folds eval-mode BatchNorm)");
+  app.add_flag("--channels-last", setup.channels_last, "NHWC weights and inputs");
   app.add_option("--device", device_name, "cpu or cuda");
   app.add_option("--precision", precision_name, "fp32, bf16 or fp16 (autocast around the forward pass)")
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
@@ -80,17 +99,21 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     halsal::set_num_threads(threads);
-    const torch::Device device(device_name);
-    const auto precision = halsal::train::parse_precision(precision_name);
-    halsal::train::check_precision(precision, device_name);
-    std::cout << "LibTorch " << TORCH_VERSION << ", " << at::get_num_threads() << " threads, " << device << ", "
-              << precision_name << ", batch " << batch << ", " << size
-              << " px\n\n| network | eval img/s | train img/s |\n|---|---|---|\n";
+    setup.device = torch::Device(device_name);
+    setup.precision = halsal::train::parse_precision(precision_name);
+    halsal::train::check_precision(setup.precision, device_name);
+    if (setup.device.is_cuda() && !torch::cuda::is_available())
+      throw halsal::Error("--device " + device_name + ": this process sees no CUDA GPU");
+    setup.fold = !no_fold;
+    std::cout << "LibTorch " << TORCH_VERSION << ", " << at::get_num_threads() << " threads, " << setup.device << ", "
+              << precision_name << ", batch " << setup.batch << ", " << setup.size << " px, BatchNorm "
+              << (setup.fold ? "folded" : "apart") << (setup.channels_last ? ", channels-last" : "")
+              << "\n\n| network | eval img/s | train img/s |\n|---|---|---|\n";
     const auto keys = halsal::train::split_list(only);
     nlohmann::json rows = nlohmann::json::array();
     auto row = [&](const std::string& key, const std::string& name, auto make) {
       if (!keys.empty() && std::find(keys.begin(), keys.end(), key) == keys.end()) return;
-      const Timing t = measure(make(), batch, size, steps, device, precision);
+      const Timing t = measure(make(), setup);
       std::cout << "| " << name << " | " << std::fixed << std::setprecision(1) << t.eval_ips << " | " << t.train_ips
                 << " |\n" << std::flush;
       rows.push_back({{"key", key}, {"network", name}, {"eval_ips", t.eval_ips}, {"train_ips", t.train_ips}});
@@ -105,9 +128,12 @@ int main(int argc, char** argv) {
     row("mobilenet_v2", "RgbNet<MobileNetV2>", [] { return RgbNet<MobileNetV2>(102); });
     row("halsal_mobilenet_v2", "HalSalNet<MobileNetV2> (AfterStage<4>, Depth<4>)", [] { return HalSalMobileNetV2(102); });
     if (!json_file.empty()) {
-      const nlohmann::json j = {{"language", "C++"},      {"torch", TORCH_VERSION},   {"threads", at::get_num_threads()},
-                                {"device", device_name},  {"precision", precision_name}, {"batch", batch},
-                                {"size", size},           {"steps", steps},            {"rows", rows}};
+      const nlohmann::json j = {{"language", "C++"},         {"torch", TORCH_VERSION},
+                                {"threads", at::get_num_threads()},
+                                {"device", device_name},     {"precision", precision_name},
+                                {"batch", setup.batch},      {"size", setup.size},
+                                {"steps", setup.steps},      {"fold_batchnorm", setup.fold},
+                                {"channels_last", setup.channels_last}, {"rows", rows}};
       halsal::io::write_file_atomic(json_file, j.dump(2) + "\n");
     }
     return 0;

@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
 """C++ (bench_models) against Python eager (python_twin.py) on the same LibTorch, side by side.
 
-    compare.py --bench BUILD/bench/bench_models [--python PY] [--rounds 3] [--size 224] [--batch 8]
-               [--steps 3] [--threads 0] [--precision fp32|bf16] [--only key,key] [--out DIR]
+    compare.py --bench BUILD/bench/bench_models [--data-bench BUILD/bench/bench_data] [--python PY]
+               [--rounds 3] [--size 224] [--batch 8] [--steps 3] [--threads 0] [--precision fp32|bf16]
+               [--channels-last] [--only key,key] [--out DIR]
 
-Runs both programs --rounds times, alternating which goes first, and reports the median img/s of
-each and the ratio C++/Python of the medians, for the eval forward and the train step; for
+Runs halsal (C++, its defaults: eval-mode BatchNorm folded into the convolutions), halsal with
+--no-fold ("C++ plain": the language alone) and the Python twin --rounds times, rotating which goes
+first, and reports the median img/s of each and the ratios to Python of the medians, for the eval
+forward and the train step; with --channels-last a fourth program, halsal channels-last. For
 ResNet-50's train step also the share of this CPU's fp32 peak (cores x FMA units x SIMD lanes x 2 x
-the clock /proc/cpuinfo reports). Writes compare.md and compare.json into --out.
+the clock /proc/cpuinfo reports). With --data-bench, the data loader's img/s (decoding, and from the
+decoded-image cache) join the table under the train columns. Writes compare.md and compare.json into
+--out.
 The machine should be otherwise idle: it is noisy (about +-15 % run to run).
 """
 import argparse
@@ -59,6 +64,10 @@ def run(cmd):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bench", required=True, help="path of bench_models")
+    ap.add_argument("--data-bench", default="", help="path of bench_data (adds the loader's img/s)")
+    ap.add_argument("--channels-last", action="store_true", help="also time halsal with --channels-last")
+    ap.add_argument("--also", action="append", default=[], metavar="NAME=PATH",
+                    help="also time another bench_models build (e.g. an older commit's), in its own column")
     ap.add_argument("--python", default=sys.executable, help="the Python with torch and torchvision")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--size", type=int, default=224)
@@ -72,17 +81,37 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     common = ["--size", str(a.size), "--batch", str(a.batch), "--steps", str(a.steps), "--threads", str(a.threads),
               "--precision", a.precision] + (["--only", a.only] if a.only else [])
-    results = {"C++": [], "Python": []}
+    programs = {"C++": [a.bench], "C++ plain": [a.bench, "--no-fold"],
+                "Python": [a.python, os.path.join(HERE, "python_twin.py")]}
+    extras = []  # the extra columns: (name, program)
+    if a.channels_last:
+        extras.append(("C++ channels-last", [a.bench, "--channels-last"]))
+    for item in a.also:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            sys.exit("compare: --also wants NAME=PATH, got %r" % item)
+        extras.append((name, [path]))
+    for name, program in extras:
+        programs[name] = program
+    names = list(programs)
+    results = {name: [] for name in names}
+    data = None
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(a.rounds):
-            order = ["C++", "Python"] if r % 2 == 0 else ["Python", "C++"]
-            for lang in order:
-                out = os.path.join(tmp, "%s-%d.json" % (lang, r))
-                cmd = ([a.bench] if lang == "C++" else [a.python, os.path.join(HERE, "python_twin.py")]) + common
-                sys.stderr.write("round %d/%d: %s\n" % (r + 1, a.rounds, lang))
-                run(cmd + ["--json", out])
+            order = names[r % len(names):] + names[:r % len(names)]  # each program leads in turn
+            for name in order:
+                out = os.path.join(tmp, "%s-%d.json" % (name.replace(" ", "_"), r))
+                sys.stderr.write("round %d/%d: %s\n" % (r + 1, a.rounds, name))
+                run(programs[name] + common + ["--json", out])
                 with open(out) as f:
-                    results[lang].append(json.load(f))
+                    results[name].append(json.load(f))
+        if a.data_bench:
+            out = os.path.join(tmp, "data.json")
+            sys.stderr.write("data loader\n")
+            run([a.data_bench, "--images", "400", "--json", out] +
+                (["--threads", str(a.threads)] if a.threads > 0 else []))
+            with open(out) as f:
+                data = json.load(f)
 
     def medians(lang):
         by_key = {}
@@ -94,25 +123,48 @@ def main():
         return {k: {"network": v["network"], "eval": statistics.median(v["eval"]), "train": statistics.median(v["train"]),
                     "eval_runs": v["eval"], "train_runs": v["train"]} for k, v in by_key.items()}
 
-    cpp, py = medians("C++"), medians("Python")
+    cpp, plain, py = medians("C++"), medians("C++ plain"), medians("Python")
+    extra_medians = {name: medians(name) for name, _ in extras}
     peak, peak_text = cpu_peak()
     first = results["C++"][0]
     lines = ["# C++ (halsal) against Python eager, the same LibTorch", "",
              "%s; LibTorch %s (C++) and PyTorch %s (Python); %d threads; batch %d, %d px, %s; %d timed steps after "
-             "one warm-up; medians of %d rounds, alternating which language goes first; frozen BatchNorm, SGD "
-             "momentum 0.9." % (datetime.date.today().isoformat(), first["torch"], results["Python"][0]["torch"],
-                                first["threads"], a.batch, a.size, a.precision, a.steps, a.rounds),
-             "", "| network | eval C++ | eval Python | C++/Python | train C++ | train Python | C++/Python |",
-             "|:---|---:|---:|---:|---:|---:|---:|"]
+             "one warm-up; medians of %d rounds, each program leading in turn; frozen BatchNorm, SGD momentum 0.9. "
+             "img/s; C++ = halsal as it ships (eval-mode BatchNorm folded into the convolutions), C++ plain = "
+             "halsal --no-fold (the language alone)%s." %
+             (datetime.date.today().isoformat(), first["torch"], results["Python"][0]["torch"], first["threads"],
+              a.batch, a.size, a.precision, a.steps, a.rounds,
+              "".join(", %s = %s" % (n, " ".join(p)) for n, p in extras)),
+             ""]
+    extra = "".join(" %s eval / train |" % n for n, _ in extras)
+    extra_rule = "---:|" * len(extras)
+    lines += ["| network | eval C++ | eval C++ plain | eval Python | C++/Py | plain/Py | train C++ | train C++ plain |"
+              " train Python | C++/Py | plain/Py |" + extra,
+              "|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + extra_rule]
     rows = []
     for key, c in cpp.items():
-        p = py.get(key)
-        if not p:
+        p, q = py.get(key), plain.get(key)
+        if not p or not q:
             continue
-        er, tr = c["eval"] / p["eval"], c["train"] / p["train"]
-        lines.append("| %s | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f |" % (c["network"], c["eval"], p["eval"], er,
-                                                                        c["train"], p["train"], tr))
-        rows.append({"key": key, "network": c["network"], "cpp": c, "python": p, "eval_ratio": er, "train_ratio": tr})
+        row = {"key": key, "network": c["network"], "cpp": c, "cpp_plain": q, "python": p,
+               "eval_ratio": c["eval"] / p["eval"], "eval_plain_ratio": q["eval"] / p["eval"],
+               "train_ratio": c["train"] / p["train"], "train_plain_ratio": q["train"] / p["train"]}
+        line = "| %s | %.1f | %.1f | %.1f | %.2f | %.2f | %.1f | %.1f | %.1f | %.2f | %.2f |" % (
+            c["network"], c["eval"], q["eval"], p["eval"], row["eval_ratio"], row["eval_plain_ratio"],
+            c["train"], q["train"], p["train"], row["train_ratio"], row["train_plain_ratio"])
+        for name, _ in extras:
+            e = extra_medians[name].get(key)
+            row[name] = e
+            line += " %.1f / %.1f |" % (e["eval"], e["train"]) if e else " |"
+        lines.append(line)
+        rows.append(row)
+    if data:
+        # The loader feeds the train step: its img/s belong next to the train columns.
+        for d in data["rows"]:
+            if d["what"].startswith("loader") or (d["what"] == "decode JPEG" and d["threads"] > 1):
+                lines.append("| data: %s (%s, %d thread%s) | | | | | | %.1f | | | | |%s" % (
+                    d["what"], d["data"], d["threads"], "s" if d["threads"] > 1 else "", d["images_per_s"],
+                    " |" * len(extras)))
     lines.append("")
     if "resnet50" in cpp and peak > 0:
         achieved = cpp["resnet50"]["train"] * 3 * RESNET50_FORWARD_FLOP * (a.size / 224.0) ** 2 / 1e9
@@ -126,7 +178,8 @@ def main():
     with open(os.path.join(a.out, "compare.md"), "w") as f:
         f.write(text)
     with open(os.path.join(a.out, "compare.json"), "w") as f:
-        json.dump({"machine": platform.node(), "peak": peak_text, "rows": rows, "runs": results}, f, indent=2)
+        json.dump({"machine": platform.node(), "peak": peak_text, "rows": rows, "runs": results, "data": data}, f,
+                  indent=2)
 
 
 if __name__ == "__main__":

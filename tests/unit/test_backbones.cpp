@@ -1,7 +1,9 @@
 // Backbones against torchvision: state_dict names and shapes, numerical parity, stages, heads.
 #include <halsal/halsal.hpp>
 
+#include <algorithm>
 #include <fstream>
+#include <functional>
 #include <map>
 
 #include "test_support.hpp"
@@ -126,6 +128,36 @@ void check_parity(torch::nn::Module& m, const std::function<torch::Tensor(const 
   BOOST_TEST((ours[0] - ours[1]).abs().max().item<double>() > 1e-3 * scale);
 }
 
+// ||a − b|| / ||b||: the relative difference of two runs of the same computation.
+double relative_difference(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a - b).norm().item<double>() / std::max(1e-30, b.norm().item<double>());
+}
+
+// Logits and every parameter's gradient of one forward/backward pass on `x`.
+std::vector<torch::Tensor> logits_and_gradients(torch::nn::Module& m,
+                                                const std::function<torch::Tensor(const torch::Tensor&)>& forward,
+                                                const torch::Tensor& x) {
+  m.zero_grad();
+  const auto logits = forward(x);
+  logits.pow(2).mean().backward();
+  std::vector<torch::Tensor> out{logits.detach().clone()};
+  for (const auto& p : m.parameters()) out.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
+  return out;
+}
+
+// The worst relative difference between two logits_and_gradients() results (which one in `where`).
+double worst_difference(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b, size_t& where) {
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double d = relative_difference(a[i].contiguous(), b[i].contiguous());
+    if (d > worst) {
+      worst = d;
+      where = i;
+    }
+  }
+  return worst;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(test_backbones)
@@ -215,6 +247,64 @@ BOOST_AUTO_TEST_CASE(replaced_head_is_xavier_and_keeps_names) {
   check(mobilenet->head(), 1280, 3);
   BOOST_TEST((mobilenet->named_parameters()["classifier.1.weight"].sizes() == torch::IntArrayRef{3, 1280}));
   BOOST_TEST((mobilenet->forward(torch::randn({1, 3, 64, 64})).sizes() == torch::IntArrayRef{1, 3}));
+}
+
+BOOST_AUTO_TEST_CASE(batchnorm_folding_matches_the_unfolded_network) {
+  // BatchNorm in eval mode with running statistics and affine far from 1/0 (fill), so that folding
+  // changes every convolution; the gradients reach the convolutions and BatchNorm's affine alike.
+  torch::manual_seed(3);
+  const auto x = torch::randn({2, 3, 64, 64});
+  auto check = [&](torch::nn::Module& m, const std::function<torch::Tensor(const torch::Tensor&)>& forward,
+                   const std::string& model, int parts) {
+    fill_all(m);
+    m.eval();
+    BOOST_TEST(halsal::set_batchnorm_folding(m, true) == parts, model);
+    const auto folded = logits_and_gradients(m, forward, x);
+    halsal::set_batchnorm_folding(m, false);
+    const auto apart = logits_and_gradients(m, forward, x);
+    size_t where = 0;
+    const double worst = worst_difference(folded, apart, where);
+    BOOST_TEST_MESSAGE(model << ": folded vs unfolded, worst relative difference " << worst << " (tensor " << where
+                             << " of " << folded.size() << ")");
+    BOOST_TEST(worst <= 1e-5, model << ": tensor " << where << " differs by " << worst);
+    BOOST_TEST(relative_difference(folded[0], torch::zeros_like(folded[0])) > 0.0);  // not a zero network
+    // In training mode BatchNorm uses the batch's statistics: nothing is folded, same results.
+    // (The same dropout masks for both: MobileNetV2's classifier drops out in training mode.)
+    m.train();
+    halsal::set_batchnorm_folding(m, true);
+    torch::manual_seed(5);
+    const auto a = logits_and_gradients(m, forward, x);
+    halsal::set_batchnorm_folding(m, false);
+    torch::manual_seed(5);
+    const auto b = logits_and_gradients(m, forward, x);
+    BOOST_TEST(worst_difference(a, b, where) == 0.0, model << ": training mode must not fold");
+  };
+  halsal::ResNet<18> resnet18(10);
+  check(*resnet18, [&](const torch::Tensor& t) { return resnet18->forward(t); }, "ResNet-18", 1 + 8);
+  halsal::ResNet<50> resnet50(10);
+  check(*resnet50, [&](const torch::Tensor& t) { return resnet50->forward(t); }, "ResNet-50", 1 + 16);
+  halsal::MobileNetV2 mobilenet(10);
+  check(*mobilenet, [&](const torch::Tensor& t) { return mobilenet->forward(t); }, "MobileNetV2", 17 + 35);
+}
+
+BOOST_AUTO_TEST_CASE(channels_last_gives_the_same_logits_and_gradients) {
+  torch::manual_seed(4);
+  const auto x = torch::randn({2, 3, 64, 64});
+  halsal::MobileNetV2 mobilenet(10);
+  fill_all(*mobilenet);
+  mobilenet->eval();
+  auto forward = [&](const torch::Tensor& t) { return mobilenet->forward(halsal::in_channels_last(t, true)); };
+  const auto nchw = logits_and_gradients(*mobilenet, forward, x);
+  BOOST_TEST(halsal::set_channels_last(*mobilenet, true) == 52);  // the 52 convolution weights
+  BOOST_TEST(mobilenet->features[0]->named_parameters()["0.weight"].is_contiguous(at::MemoryFormat::ChannelsLast));
+  BOOST_TEST(halsal::in_channels_last(x, true).is_contiguous(at::MemoryFormat::ChannelsLast));
+  const auto nhwc = logits_and_gradients(*mobilenet, forward, x);
+  size_t where = 0;
+  const double worst = worst_difference(nhwc, nchw, where);
+  BOOST_TEST_MESSAGE("MobileNetV2: channels-last vs NCHW, worst relative difference " << worst);
+  BOOST_TEST(worst <= 1e-5, "tensor " << where << " differs by " << worst);
+  halsal::set_channels_last(*mobilenet, false);
+  BOOST_TEST(mobilenet->features[0]->named_parameters()["0.weight"].is_contiguous());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -481,6 +481,29 @@ BOOST_AUTO_TEST_CASE(progress_plain_lines_with_fields) {
   BOOST_TEST(s.find("step 3/3") != std::string::npos);
   BOOST_TEST(s.back() == '\n');
   BOOST_TEST(std::count(s.begin(), s.end(), '\n') == 2);
+
+  // Deferred sums (kept on the device by the trainer): read only when a line is drawn, here at
+  // steps 20, 40, 60 and 80 of 100; set_totals gives the epoch's summary its numbers.
+  std::ostringstream plain;
+  o.out = &plain;
+  o.style = ProgressStyle::Plain;
+  t = 0;
+  Progress d(1, 100, o);
+  d.begin_epoch(1);
+  int reads = 0;
+  for (int i = 1; i <= 100; ++i) {
+    t = 0.1 * i;
+    d.step_deferred(4, [&] {
+      ++reads;
+      return std::make_pair(0.5 * 4 * i, static_cast<std::int64_t>(3 * i));
+    });
+  }
+  BOOST_TEST(reads == 4);
+  d.set_totals(0.25 * 400, 200);
+  const auto dj = d.end_epoch();
+  BOOST_TEST(dj["loss"].get<double>() == 0.25);
+  BOOST_TEST(dj["accuracy"].get<double>() == 0.5);
+  BOOST_TEST(plain.str().find("[B] epoch 1/1 step 20/100 loss 0.5000 acc 75.0%") == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(jsonl_lines_parse_back) {

@@ -339,6 +339,69 @@ BOOST_AUTO_TEST_CASE(mixed_precision_bf16_trains_like_fp32) {
   BOOST_TEST(std::abs(first_loss["bf16"] - first_loss["fp32"]) <= 0.02 * first_loss["fp32"]);
 }
 
+// BatchNorm folding and channels-last change the speed, not the training: the same start, data and
+// order give the same losses, weights and test predictions as a run with both off.
+BOOST_AUTO_TEST_CASE(folding_and_channels_last_train_like_the_plain_network) {
+  auto c = small_config();
+  BOOST_TEST(c.fold_batchnorm);
+  BOOST_TEST(!c.channels_last);
+  BOOST_TEST(!train::to_json(c).contains("fold_batchnorm"));  // speed only: not part of a run's settings
+  BOOST_TEST(!train::apply_setting(c, "fold_batchnorm=false").fold_batchnorm);
+  BOOST_TEST(train::apply_setting(c, "channels_last=true").channels_last);
+
+  auto data = small_synthetic();
+  auto split = hd::kshot(data, /*k=*/4, /*seed=*/0);
+  using Net = HalSalNet<ResNet<18>, Depth<2>, AfterStage<3>>;
+  struct Run {
+    std::vector<double> losses;
+    std::vector<torch::Tensor> weights;
+    std::vector<int64_t> predicted;
+  };
+  auto run = [&](bool fold, bool channels_last) {
+    torch::manual_seed(0);
+    auto cfg = small_config();
+    cfg.epochs = 2;
+    cfg.batch_size = 8;
+    cfg.image_size = 48;
+    cfg.optimizer = "sgd";
+    cfg.lr = 1e-3;
+    cfg.freeze_batchnorm = true;  // BatchNorm in eval mode: what folding applies to
+    cfg.fold_batchnorm = fold;
+    cfg.channels_last = channels_last;
+    train::Trainer<Net, ApproachB> trainer(Net(4), cfg);
+    Run r;
+    for (const auto& e : trainer.fit(split.train, data::Subset{}).history) r.losses.push_back(e.loss);
+    r.weights = weights(*trainer.net());
+    for (const auto& p : trainer.evaluate(split.test).predictions) r.predicted.push_back(p.predicted);
+    return r;
+  };
+  const Run plain = run(false, false), folded = run(true, false), nhwc = run(true, true);
+  for (const auto* other : {&folded, &nhwc}) {
+    const std::string name = other == &folded ? "folded" : "folded + channels-last";
+    BOOST_TEST_REQUIRE(other->losses.size() == plain.losses.size());
+    for (size_t e = 0; e < plain.losses.size(); ++e)
+      // One pass agrees within 1e-6 (test_backbones); a few SGD steps carry the rounding along.
+      BOOST_TEST(std::abs(other->losses[e] - plain.losses[e]) <= 1e-4 * plain.losses[e],
+                 name << ": epoch " << e + 1 << " loss " << other->losses[e] << " vs " << plain.losses[e]);
+    double worst = 0;
+    for (size_t i = 0; i < plain.weights.size(); ++i)
+      worst = std::max(worst, (other->weights[i] - plain.weights[i]).to(torch::kFloat64).norm().item<double>() /
+                                  std::max(1e-30, plain.weights[i].to(torch::kFloat64).norm().item<double>()));
+    BOOST_TEST_MESSAGE(name << ": losses " << other->losses.front() << ", " << other->losses.back()
+                            << "; worst relative weight difference " << worst);
+    BOOST_TEST(worst <= 1e-4, name << ": weights differ by " << worst);
+    BOOST_TEST((other->predicted == plain.predicted), name << ": test predictions differ");
+  }
+  // The plain run's weights moved: equal weights would otherwise prove nothing.
+  torch::manual_seed(0);
+  const auto start = weights(*Net(4));  // as run() built it
+  BOOST_TEST_REQUIRE(start.size() == plain.weights.size());
+  double moved = 0;
+  for (size_t i = 0; i < start.size(); ++i)
+    moved = std::max(moved, (plain.weights[i] - start[i]).abs().max().to(torch::kFloat64).item<double>());
+  BOOST_TEST(moved > 1e-4, "training changed no weight (largest change " << moved << ")");
+}
+
 // fp16 loss scaling: a step with an inf gradient is skipped and the scale halved; growth_interval
 // good steps later it doubles; the true gradients reach the step; the state round-trips.
 BOOST_AUTO_TEST_CASE(grad_scaler_skips_backs_off_and_grows) {

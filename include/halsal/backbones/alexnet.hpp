@@ -15,21 +15,23 @@ class AlexNetImpl : public torch::nn::Module {
  public:
   explicit AlexNetImpl(int64_t num_classes = 1000) {
     namespace nn = torch::nn;
+    // In place, as torchvision's: each ReLU follows a layer whose output nothing else reads.
+    const auto relu_inplace = nn::ReLUOptions().inplace(true);
     features = register_module(
         "features",
-        nn::Sequential(nn::Conv2d(nn::Conv2dOptions(3, 64, 11).stride(4).padding(2)), nn::ReLU(),
+        nn::Sequential(nn::Conv2d(nn::Conv2dOptions(3, 64, 11).stride(4).padding(2)), nn::ReLU(relu_inplace),
                        nn::MaxPool2d(nn::MaxPool2dOptions(3).stride(2)),
-                       nn::Conv2d(nn::Conv2dOptions(64, 192, 5).padding(2)), nn::ReLU(),
+                       nn::Conv2d(nn::Conv2dOptions(64, 192, 5).padding(2)), nn::ReLU(relu_inplace),
                        nn::MaxPool2d(nn::MaxPool2dOptions(3).stride(2)),
-                       nn::Conv2d(nn::Conv2dOptions(192, 384, 3).padding(1)), nn::ReLU(),
-                       nn::Conv2d(nn::Conv2dOptions(384, 256, 3).padding(1)), nn::ReLU(),
-                       nn::Conv2d(nn::Conv2dOptions(256, 256, 3).padding(1)), nn::ReLU(),
+                       nn::Conv2d(nn::Conv2dOptions(192, 384, 3).padding(1)), nn::ReLU(relu_inplace),
+                       nn::Conv2d(nn::Conv2dOptions(384, 256, 3).padding(1)), nn::ReLU(relu_inplace),
+                       nn::Conv2d(nn::Conv2dOptions(256, 256, 3).padding(1)), nn::ReLU(relu_inplace),
                        nn::MaxPool2d(nn::MaxPool2dOptions(3).stride(2))));
     avgpool = register_module("avgpool", nn::AdaptiveAvgPool2d(nn::AdaptiveAvgPool2dOptions({6, 6})));
     classifier = register_module(
         "classifier",
-        nn::Sequential(nn::Dropout(0.5), nn::Linear(256 * 6 * 6, 4096), nn::ReLU(), nn::Dropout(0.5),
-                       nn::Linear(4096, 4096), nn::ReLU(), nn::Linear(4096, num_classes)));
+        nn::Sequential(nn::Dropout(0.5), nn::Linear(256 * 6 * 6, 4096), nn::ReLU(relu_inplace), nn::Dropout(0.5),
+                       nn::Linear(4096, 4096), nn::ReLU(relu_inplace), nn::Linear(4096, num_classes)));
   }
 
   /// Logits for a batch of normalised images (N×3×H×W).

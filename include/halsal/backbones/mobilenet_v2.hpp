@@ -7,26 +7,40 @@
 #include <torch/nn/modules/dropout.h>
 
 #include "halsal/backbones/backbone.hpp"
+#include "halsal/backbones/batchnorm_folding.hpp"
 
 namespace halsal {
 
 /// torchvision's Conv2dNormActivation: Conv2d (no bias) → BatchNorm2d → ReLU6, named 0, 1, 2.
 /// A Sequential subclass with a plain forward, so that it can sit inside other Sequentials.
-class ConvBNReLU6Impl : public torch::nn::SequentialImpl {
+class ConvBNReLU6Impl : public torch::nn::SequentialImpl, public FoldsBatchNorm {
  public:
   ConvBNReLU6Impl(int64_t in, int64_t out, int64_t kernel, int64_t stride = 1, int64_t groups = 1) {
     namespace nn = torch::nn;
-    push_back(nn::Conv2d(
-        nn::Conv2dOptions(in, out, kernel).stride(stride).padding((kernel - 1) / 2).groups(groups).bias(false)));
-    push_back(nn::BatchNorm2d(out));
+    nn::Conv2d conv(
+        nn::Conv2dOptions(in, out, kernel).stride(stride).padding((kernel - 1) / 2).groups(groups).bias(false));
+    nn::BatchNorm2d bn(out);
+    push_back(conv);
+    push_back(bn);
     push_back(nn::ReLU6());
+    conv_ = conv.get();
+    bn_ = bn.get();
   }
-  torch::Tensor forward(torch::Tensor x) { return torch::nn::SequentialImpl::forward(x); }
+  torch::Tensor forward(torch::Tensor x) {
+    auto y = detail::conv_bn(*conv_, *bn_, x, fold_batchnorm_);
+    torch::hardtanh_(y, 0, 6);  // ReLU6, in place as torchvision's
+    return y;
+  }
+
+ private:
+  // Children 0 and 1, owned by the Sequential.
+  torch::nn::Conv2dImpl* conv_ = nullptr;
+  torch::nn::BatchNorm2dImpl* bn_ = nullptr;
 };
 TORCH_MODULE(ConvBNReLU6);
 
 /// torchvision's InvertedResidual: expand 1×1 (when t ≠ 1), depthwise 3×3, linear 1×1; `conv.*`.
-class InvertedResidualImpl : public torch::nn::Module {
+class InvertedResidualImpl : public torch::nn::Module, public FoldsBatchNorm {
  public:
   InvertedResidualImpl(int64_t in, int64_t out, int64_t stride, int64_t expand_ratio)
       : use_residual_(stride == 1 && in == out) {
@@ -35,17 +49,27 @@ class InvertedResidualImpl : public torch::nn::Module {
     conv = nn::Sequential();
     if (expand_ratio != 1) conv->push_back(ConvBNReLU6(in, hidden, 1));
     conv->push_back(ConvBNReLU6(hidden, hidden, 3, stride, hidden));
-    conv->push_back(nn::Conv2d(nn::Conv2dOptions(hidden, out, 1).bias(false)));
-    conv->push_back(nn::BatchNorm2d(out));
+    nn::Conv2d project(nn::Conv2dOptions(hidden, out, 1).bias(false));
+    nn::BatchNorm2d project_bn(out);
+    conv->push_back(project);
+    conv->push_back(project_bn);
     register_module("conv", conv);
+    project_ = project.get();
+    project_bn_ = project_bn.get();
   }
   torch::Tensor forward(const torch::Tensor& x) {
-    return use_residual_ ? x + conv->forward(x) : conv->forward(x);
+    auto y = x;
+    for (size_t i = 0; i + 2 < conv->size(); ++i) y = detail::layer(conv, static_cast<int>(i)).forward(y);
+    y = detail::conv_bn(*project_, *project_bn_, y, fold_batchnorm_);  // the linear 1×1 projection
+    return use_residual_ ? x + y : y;
   }
   torch::nn::Sequential conv{nullptr};
 
  private:
   bool use_residual_;
+  // The last two children of `conv`, owned by it.
+  torch::nn::Conv2dImpl* project_ = nullptr;
+  torch::nn::BatchNorm2dImpl* project_bn_ = nullptr;
 };
 TORCH_MODULE(InvertedResidual);
 

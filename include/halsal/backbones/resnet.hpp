@@ -9,6 +9,7 @@
 #include <array>
 
 #include "halsal/backbones/backbone.hpp"
+#include "halsal/backbones/batchnorm_folding.hpp"
 
 namespace halsal {
 
@@ -22,7 +23,7 @@ inline torch::nn::Conv2d conv1x1(int64_t in, int64_t out, int64_t stride = 1) {
 }  // namespace detail
 
 /// Two 3×3 convolutions (ResNet-18/34).
-class BasicBlockImpl : public torch::nn::Module {
+class BasicBlockImpl : public torch::nn::Module, public FoldsBatchNorm {
  public:
   static constexpr int64_t expansion = 1;
   BasicBlockImpl(int64_t inplanes, int64_t planes, int64_t stride, torch::nn::Sequential downsample)
@@ -34,9 +35,11 @@ class BasicBlockImpl : public torch::nn::Module {
     if (downsample) register_module("downsample", downsample);
   }
   torch::Tensor forward(const torch::Tensor& x) {
-    auto out = torch::relu(bn1(conv1(x)));
-    out = bn2(conv2(out));
-    return torch::relu(out + (downsample ? downsample->forward(x) : x));
+    // In place where torchvision's are: each tensor changed is a fresh output no backward reads.
+    auto out = detail::conv_bn(*conv1, *bn1, x, fold_batchnorm_).relu_();
+    out = detail::conv_bn(*conv2, *bn2, out, fold_batchnorm_);
+    out += downsample ? detail::conv_bn(downsample, x, fold_batchnorm_) : x;
+    return out.relu_();
   }
   torch::nn::Conv2d conv1;
   torch::nn::BatchNorm2d bn1;
@@ -46,7 +49,7 @@ class BasicBlockImpl : public torch::nn::Module {
 };
 
 /// 1×1, 3×3 (with the stride), 1×1 ×4 (ResNet-50/101/152).
-class BottleneckImpl : public torch::nn::Module {
+class BottleneckImpl : public torch::nn::Module, public FoldsBatchNorm {
  public:
   static constexpr int64_t expansion = 4;
   BottleneckImpl(int64_t inplanes, int64_t planes, int64_t stride, torch::nn::Sequential downsample)
@@ -60,10 +63,11 @@ class BottleneckImpl : public torch::nn::Module {
     if (downsample) register_module("downsample", downsample);
   }
   torch::Tensor forward(const torch::Tensor& x) {
-    auto out = torch::relu(bn1(conv1(x)));
-    out = torch::relu(bn2(conv2(out)));
-    out = bn3(conv3(out));
-    return torch::relu(out + (downsample ? downsample->forward(x) : x));
+    auto out = detail::conv_bn(*conv1, *bn1, x, fold_batchnorm_).relu_();  // in place, as torchvision's
+    out = detail::conv_bn(*conv2, *bn2, out, fold_batchnorm_).relu_();
+    out = detail::conv_bn(*conv3, *bn3, out, fold_batchnorm_);
+    out += downsample ? detail::conv_bn(downsample, x, fold_batchnorm_) : x;
+    return out.relu_();
   }
   torch::nn::Conv2d conv1;
   torch::nn::BatchNorm2d bn1;
@@ -77,7 +81,7 @@ class BottleneckImpl : public torch::nn::Module {
 /// torchvision.models.ResNet: conv1 bn1 maxpool layer1..layer4 avgpool fc. The four `layer`
 /// stages are the fusion points AfterStage<1..4>.
 template <class Block>
-class ResNetImpl : public torch::nn::Module {
+class ResNetImpl : public torch::nn::Module, public FoldsBatchNorm {
  public:
   ResNetImpl(std::array<int64_t, 4> layers, int64_t num_classes = 1000) {
     namespace nn = torch::nn;
@@ -95,7 +99,7 @@ class ResNetImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x) { return forward_joint(forward_trunk(x, 4), 4); }
   /// The RGB branch: stem and stages 1..cut.
   torch::Tensor forward_trunk(const torch::Tensor& x, int cut) {
-    auto out = torch::max_pool2d(torch::relu(bn1(conv1(x))), 3, 2, 1);
+    auto out = torch::max_pool2d(detail::conv_bn(*conv1, *bn1, x, fold_batchnorm_).relu_(), 3, 2, 1);
     for (int s = 1; s <= cut; ++s) out = stage(s)->forward(out);
     return out;
   }

@@ -40,6 +40,9 @@ struct TrainConfig {
   /// "fp32"; "bf16" (autocast, CPU and CUDA) or "fp16" (autocast and loss scaling, CUDA only)
   std::string precision = "fp32";
   int workers = -1;               ///< loader threads; -1 = cores - 1
+  // Speed only (results equal within rounding; not written to settings or checkpoints):
+  bool fold_batchnorm = true;     ///< fold eval-mode BatchNorm into its convolution (set_batchnorm_folding)
+  bool channels_last = false;     ///< NHWC weights and inputs (set_channels_last)
   int eval_every = 1;             ///< validate every n epochs (and after the last)
   std::filesystem::path checkpoint_dir;  ///< empty: no checkpoints; else resumable
   std::filesystem::path metrics_jsonl;   ///< empty: none; else one JSON line per epoch
@@ -118,6 +121,8 @@ inline TrainConfig from_json(const nlohmann::json& j, TrainConfig base = {}) {
       else if (key == "eval_every") base.eval_every = value.get<int>();
       else if (key == "device") base.device = value.get<std::string>();
       else if (key == "precision") base.precision = value.get<std::string>();
+      else if (key == "fold_batchnorm") base.fold_batchnorm = value.get<bool>();
+      else if (key == "channels_last") base.channels_last = value.get<bool>();
       else throw Error("training configuration: unknown field '" + key + "'");
     } catch (const nlohmann::json::exception& e) {
       throw Error("training configuration: field '" + key + "' has the wrong type (" + e.what() + ")");

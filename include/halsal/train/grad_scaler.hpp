@@ -16,7 +16,6 @@
 #include <cmath>
 #include <map>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "halsal/core/compat.hpp"
@@ -38,8 +37,9 @@ struct GradScalerState {
   int64_t growth_tracker = 0;
 };
 
-/// fp16 loss scaling (see the file's comment). One scale for every parameter; its state is two
-/// tensors (state()), kept in checkpoints so that a resumed run scales as an uninterrupted one.
+/// fp16 loss scaling (see the file's comment). One scale for every parameter; its state
+/// (GradScalerState: the scale and the good-step count) is kept in checkpoints, so that a resumed
+/// run scales as an uninterrupted one.
 class GradScaler {
  public:
   explicit GradScaler(GradScalerOptions o = {}) : o_(o) {
@@ -103,9 +103,9 @@ class GradScaler {
   /// whether the step was taken.
   bool step(torch::optim::Optimizer& opt) {
     if (!unscaled_) unscale(opt);
-    stepped_ = found_inf_.item<float>() == 0.0f;
-    if (stepped_) opt.step();
-    return stepped_;
+    const bool finite = found_inf_.item<float>() == 0.0f;
+    if (finite) opt.step();
+    return finite;
   }
 
   /// After step(): backs the scale off (inf/NaN) or counts a good step and grows it after
@@ -121,8 +121,6 @@ class GradScaler {
   double current_scale() const { return scale_.defined() ? scale_.item<double>() : o_.init_scale; }
   /// Good steps in a row since the scale last changed.
   int64_t growth_tracker() const { return growth_tracker_.defined() ? growth_tracker_.item<int64_t>() : 0; }
-  /// Whether the last step() was taken.
-  bool last_step_taken() const { return stepped_; }
 
   /// The scale and the good steps counted towards growing it, for checkpoints.
   GradScalerState state() const { return {current_scale(), growth_tracker()}; }
@@ -154,7 +152,7 @@ class GradScaler {
 
   GradScalerOptions o_;
   torch::Tensor scale_, growth_tracker_, found_inf_;
-  bool unscaled_ = false, stepped_ = false;
+  bool unscaled_ = false;
 };
 
 }  // namespace halsal::train

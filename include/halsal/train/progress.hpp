@@ -20,6 +20,7 @@
 #include <iostream>
 #include <limits>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -94,21 +95,36 @@ class Progress {
 
   /// Records one step: the batch's mean loss, its correct predictions and its size.
   void step(double batch_loss, std::int64_t batch_correct, std::int64_t batch_size) {
-    ++step_;
     loss_sum_ += batch_loss * static_cast<double>(batch_size);
     correct_ += batch_correct;
+    step_deferred(batch_size, [this] { return std::make_pair(loss_sum_, correct_); });
+  }
+
+  /// Records one step whose loss and hits are summed elsewhere (on a GPU, say): `epoch_sums()`
+  /// returns the epoch's (loss × images, correct) so far and is called only when a line is drawn.
+  template <class Sums>
+  void step_deferred(std::int64_t batch_size, Sums&& epoch_sums) {
+    ++step_;
     images_ += batch_size;
     if (o_.style == ProgressStyle::Terminal) {
       double t = now();
       if (t - last_draw_ >= o_.refresh_seconds || step_ == steps_) {
         last_draw_ = t;
+        std::tie(loss_sum_, correct_) = epoch_sums();
         *o_.out << "\r\x1b[2K" << o_.prefix << status_line() << std::flush;
         line_open_ = true;
       }
     } else if (o_.style == ProgressStyle::Plain && o_.every_steps > 0 &&
                step_ % o_.every_steps == 0 && step_ != steps_) {
+      std::tie(loss_sum_, correct_) = epoch_sums();
       *o_.out << o_.prefix << status_line() << '\n' << std::flush;
     }
+  }
+
+  /// Sets the epoch's (loss × images, correct) sums, e.g. read once after step_deferred() calls.
+  void set_totals(double loss_sum, std::int64_t correct) {
+    loss_sum_ = loss_sum;
+    correct_ = correct;
   }
 
   /// Ends the epoch: prints its summary with `extra` (e.g. {"val_acc", 0.81}, printed "val_acc 81.0%") and returns it as

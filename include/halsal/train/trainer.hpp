@@ -5,6 +5,7 @@
 #include <torch/optim/adam.h>
 #include <torch/optim/sgd.h>
 #include <torch/utils.h>
+#include <c10/core/InferenceMode.h>
 
 #include <chrono>
 #include <cmath>
@@ -13,9 +14,12 @@
 #include <memory>
 #include <ostream>
 #include <sstream>
+#include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
+#include "halsal/backbones/batchnorm_folding.hpp"
 #include "halsal/data/data.hpp"
 #include "halsal/dist/process_group.hpp"
 #include "halsal/eval/metrics.hpp"
@@ -23,6 +27,7 @@
 #include "halsal/eval/saliency_score.hpp"
 #include "halsal/io/checkpoint.hpp"
 #include "halsal/io/state_dict.hpp"
+#include "halsal/nets/channels_last.hpp"
 #include "halsal/policy/freeze.hpp"
 #include "halsal/saliency/spectral_residual.hpp"
 #include "halsal/train/config.hpp"
@@ -140,6 +145,8 @@ class Trainer {
       throw Error(std::string("Trainer: a warm-up trains only the head, but policy ") + Policy::name +
                   " keeps the head frozen: set warmup_epochs = 0");
     net_->to(device_);
+    set_batchnorm_folding(*net_, config_.fold_batchnorm);
+    if (config_.channels_last) set_channels_last(*net_, true);
     groups_ = apply_policy<Policy>(net_, FreezeOptions{config_.freeze_batchnorm});
     build_optimizer();
   }
@@ -197,8 +204,16 @@ class Trainer {
       const auto t0 = std::chrono::steady_clock::now();
       double loss_sum = 0;
       int64_t correct = 0, seen = 0;
-      // Counted on the device and read once per epoch: no extra host sync per step.
-      torch::Tensor zero_maps = torch::zeros({}, torch::TensorOptions().dtype(torch::kLong).device(device_));
+      // Loss, hits and dead maps are summed on the device and read when a progress line is drawn
+      // and once at the end of the epoch: no host sync per step otherwise.
+      const auto on_device = torch::TensorOptions().device(device_);
+      torch::Tensor loss_sum_d = torch::zeros({}, on_device.dtype(torch::kFloat64));
+      torch::Tensor correct_d = torch::zeros({}, on_device.dtype(torch::kLong));
+      torch::Tensor zero_maps = torch::zeros({}, on_device.dtype(torch::kLong));
+      auto read_sums = [&] {
+        const auto host = torch::stack({loss_sum_d, correct_d.to(torch::kFloat64)}).to(torch::kCPU);
+        return std::make_pair(host[0].template item<double>(), static_cast<int64_t>(host[1].template item<double>()));
+      };
       while (auto batch = loader.next()) {
         if (warming) set_warmup_rates();
         else set_learning_rates(detail::schedule_factor(config_.schedule, step - warmup_steps, total_steps));
@@ -221,15 +236,15 @@ class Trainer {
         }
         ++step;
         const int64_t n = batch->size();
-        const int64_t c = out.logits.argmax(1).eq(labels).sum().template item<int64_t>();
-        const double l = loss.template item<double>();
+        loss_sum_d += loss.detach().to(torch::kFloat64) * static_cast<double>(n);
+        correct_d += out.logits.detach().argmax(1).eq(labels).sum();
         if (out.saliency.defined())
           zero_maps += std::get<0>(out.saliency.detach().flatten(1).max(1)).le(0).sum();
-        loss_sum += l * static_cast<double>(n);
-        correct += c;
         seen += n;
-        progress.step(l, c, n);
+        progress.step_deferred(n, read_sums);
       }
+      std::tie(loss_sum, correct) = read_sums();
+      progress.set_totals(loss_sum, correct);
       if (pg_) {  // the epoch's loss and accuracy over every process's samples
         std::vector<torch::Tensor> sums{torch::tensor({loss_sum, static_cast<double>(correct), static_cast<double>(seen)},
                                                       torch::kFloat64)};
@@ -367,7 +382,6 @@ class Trainer {
     data::Loader loader(subset, lo);
     const bool was_training = net_->is_training();
     net_->eval();
-    torch::NoGradGuard no_grad;
     const auto norm = detail::normalization_of(config_);
     std::vector<eval::SaliencyOnObject> scores;
     const auto t0 = std::chrono::steady_clock::now();
@@ -387,7 +401,13 @@ class Trainer {
     torch::Tensor all_logits = shared ? torch::zeros({n, logits_width()}) : torch::Tensor();
     loader.start_epoch(0);
     while (auto batch = loader.next()) {
-      const auto out = run(norm(batch->images, device_), batch->images);
+      // The forward pass under inference mode (no autograd records, no version counters); what it
+      // returns is only read afterwards. The loader's tensors are made outside it: they may be reused.
+      NetOutput out;
+      {
+        c10::InferenceMode inference;
+        out = run(norm(batch->images, device_), batch->images);
+      }
       const auto logits = out.logits.to(torch::kCPU).to(torch::kFloat32);
       seen += batch->size();
       if (shared) {  // into the rows of the images' places in the subset; summed over the world below
@@ -431,8 +451,9 @@ class Trainer {
   void set_progress_prefix(std::string prefix) { progress_prefix_ = std::move(prefix); }
   /// Data-parallel training over the processes of `pg` (null: this process alone): fit() gives each
   /// process its share of every epoch (Loader's shard; config.batch_size is per process), starts
-  /// from rank 0's weights, averages the gradients after each backward pass, and only rank 0
-  /// prints progress and writes metrics and checkpoints. Every process must call fit() alike.
+  /// from rank 0's weights, averages the gradients while each backward pass runs
+  /// (dist::GradientReducer), and only rank 0 prints progress and writes metrics and checkpoints.
+  /// Every process must call fit() alike.
   void set_process_group(std::shared_ptr<dist::ProcessGroup> pg) {
     reducer_.reset();
     pg_ = std::move(pg);
@@ -443,14 +464,15 @@ class Trainer {
   /// The forward pass the trainer uses: SmicNet gets spectral-residual maps of the batch.
   /// In config.precision (autocast; the outputs may be bf16/fp16).
   NetOutput run(const torch::Tensor& x, const torch::Tensor& images_u8) {
+    const auto input = in_channels_last(x, config_.channels_last);
     if constexpr (Impl::reads_saliency_map) {
       const auto maps = saliency::spectral_residual(images_u8.to(device_).to(torch::kFloat32).div(255));
       AutocastScope autocast(device_, precision_);
-      return net_->forward_full(x, maps);
+      return net_->forward_full(input, maps);
     } else {
       (void)images_u8;
       AutocastScope autocast(device_, precision_);
-      return net_->forward_full(x);
+      return net_->forward_full(input);
     }
   }
 
@@ -547,13 +569,18 @@ class Trainer {
                    {"network", Impl::name()},
                    {"world_size", pg_ ? pg_->size() : 1},
                    {"best_epoch", r.best_epoch},
-                   {"grad_scaler", scaler_ ? nlohmann::json{{"scale", scaler_->state().scale},
-                                                            {"growth_tracker", scaler_->state().growth_tracker}}
-                                           : nlohmann::json()},
+                   {"grad_scaler", scaler_state_json()},
                    {"best_val_accuracy", std::isnan(r.best_val_accuracy) ? nlohmann::json() : nlohmann::json(r.best_val_accuracy)},
                    {"history", history}};
     // Keep the newest two: one may be unreadable if the machine dies mid-write of the next.
     io::save_epoch_checkpoint(config_.checkpoint_dir, *net_, optimizer_.get(), info, /*keep_last=*/2);
+  }
+
+  // The fp16 scaler's state for checkpoints (null without one); read from the device once.
+  nlohmann::json scaler_state_json() const {
+    if (!scaler_) return nlohmann::json();
+    const GradScalerState st = scaler_->state();
+    return {{"scale", st.scale}, {"growth_tracker", st.growth_tracker}};
   }
 
   void resume(FitResult& r, int64_t& step) {
