@@ -143,7 +143,7 @@ int main(int argc, char** argv) {
     const int workers = std::max(1, threads - 1);
     row("loader 224 px, decoding", name, workers, loader_rate(data, nullptr, workers, images));
     row("loader 224 px, cached", name, workers, loader_rate(data, cache, workers, images));
-    row("loader 224 px, cached", name, 1, loader_rate(data, cache, 1, images));
+    if (workers != 1) row("loader 224 px, cached", name, 1, loader_rate(data, cache, 1, images));
     if (!json_file.empty())
       halsal::io::write_file_atomic(json_file, nlohmann::json{{"threads", threads}, {"images", images}, {"rows", rows}}.dump(2) + "\n");
   } catch (const halsal::Error& e) {

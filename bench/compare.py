@@ -108,7 +108,8 @@ def main():
         if a.data_bench:
             out = os.path.join(tmp, "data.json")
             sys.stderr.write("data loader\n")
-            run([a.data_bench, "--images", "400", "--json", out] +
+            shared = os.path.join(HERE, "..", "..", "shared")  # ../shared beside the checkout, when there
+            run([a.data_bench, "--images", "400", "--json", out, "--shared", shared] +
                 (["--threads", str(a.threads)] if a.threads > 0 else []))
             with open(out) as f:
                 data = json.load(f)
