@@ -2,10 +2,11 @@
 // BatchNorm, SGD with momentum), images/s. bench/python_twin.py measures the same in Python eager,
 // bench/compare.py puts both side by side (make bench).
 // Usage: bench_models [--size 224] [--batch 8] [--threads N] [--device cpu|cuda] [--steps 3]
-//                     [--precision fp32|bf16|fp16] [--no-fold] [--channels-last] [--only key,key]
-//                     [--json FILE]
-// --no-fold runs BatchNorm apart from its convolution (halsal folds it by default), so that the
-// speed of the language and of the optimisations can be told apart.
+//                     [--precision fp32|bf16|fp16] [--no-fold] [--no-memory-cache] [--channels-last]
+//                     [--only key,key] [--json FILE]
+// --no-fold runs BatchNorm apart from its convolution and --no-memory-cache leaves LibTorch's CPU
+// allocator in place (the trainer folds and caches by default), so that the speed of the language
+// and of the optimisations can be told apart.
 #include <halsal/halsal.hpp>
 
 #include <CLI/CLI.hpp>
@@ -82,13 +83,15 @@ int main(int argc, char** argv) {
   CLI::App app{"halsal model throughput (images/s)"};
   Setup setup;
   int threads = 0;
-  bool no_fold = false;
+  bool no_fold = false, no_memory_cache = false;
   std::string device_name = "cpu", precision_name = "fp32", only, json_file;
   app.add_option("--size", setup.size, "input side");
   app.add_option("--batch", setup.batch, "batch size");
   app.add_option("--threads", threads, "intra-op threads (0 = cores)");
   app.add_option("--steps", setup.steps, "timed steps per measurement");
   app.add_flag("--no-fold", no_fold, "run BatchNorm apart from its convolution (halsal folds eval-mode BatchNorm)");
+  app.add_flag("--no-memory-cache", no_memory_cache,
+               "LibTorch's own CPU allocator (the trainer keeps freed tensor memory for reuse)");
   app.add_flag("--channels-last", setup.channels_last, "NHWC weights and inputs");
   app.add_option("--device", device_name, "cpu or cuda");
   app.add_option("--precision", precision_name, "fp32, bf16 or fp16 (autocast around the forward pass)")
@@ -105,9 +108,11 @@ int main(int argc, char** argv) {
     if (setup.device.is_cuda() && !torch::cuda::is_available())
       throw halsal::Error("--device " + device_name + ": this process sees no CUDA GPU");
     setup.fold = !no_fold;
+    const halsal::CpuMemoryCacheScope memory_cache(!no_memory_cache);  // as the Trainer
     std::cout << "LibTorch " << TORCH_VERSION << ", " << at::get_num_threads() << " threads, " << setup.device << ", "
               << precision_name << ", batch " << setup.batch << ", " << setup.size << " px, BatchNorm "
-              << (setup.fold ? "folded" : "apart") << (setup.channels_last ? ", channels-last" : "")
+              << (setup.fold ? "folded" : "apart") << (memory_cache.installed() ? ", memory cache" : "")
+              << (setup.channels_last ? ", channels-last" : "")
               << "\n\n| network | eval img/s | train img/s |\n|---|---|---|\n";
     const auto keys = halsal::train::split_list(only);
     nlohmann::json rows = nlohmann::json::array();
@@ -133,6 +138,7 @@ int main(int argc, char** argv) {
                                 {"device", device_name},     {"precision", precision_name},
                                 {"batch", setup.batch},      {"size", setup.size},
                                 {"steps", setup.steps},      {"fold_batchnorm", setup.fold},
+                                {"cpu_memory_cache", memory_cache.installed()},
                                 {"channels_last", setup.channels_last}, {"rows", rows}};
       halsal::io::write_file_atomic(json_file, j.dump(2) + "\n");
     }

@@ -5,8 +5,9 @@
                [--rounds 3] [--size 224] [--batch 8] [--steps 3] [--threads 0] [--precision fp32|bf16]
                [--channels-last] [--only key,key] [--out DIR]
 
-Runs halsal (C++, its defaults: eval-mode BatchNorm folded into the convolutions), halsal with
---no-fold ("C++ plain": the language alone) and the Python twin --rounds times, rotating which goes
+Runs halsal (C++, its defaults: eval-mode BatchNorm folded into the convolutions, freed CPU tensor
+memory kept for reuse), halsal with --no-fold --no-memory-cache ("C++ plain": the language alone)
+and the Python twin --rounds times, rotating which goes
 first, and reports the median img/s of each and the ratios to Python of the medians, for the eval
 forward and the train step; with --channels-last a fourth program, halsal channels-last. For
 ResNet-50's train step also the share of this CPU's fp32 peak (cores x FMA units x SIMD lanes x 2 x
@@ -81,7 +82,7 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     common = ["--size", str(a.size), "--batch", str(a.batch), "--steps", str(a.steps), "--threads", str(a.threads),
               "--precision", a.precision] + (["--only", a.only] if a.only else [])
-    programs = {"C++": [a.bench], "C++ plain": [a.bench, "--no-fold"],
+    programs = {"C++": [a.bench], "C++ plain": [a.bench, "--no-fold", "--no-memory-cache"],
                 "Python": [a.python, os.path.join(HERE, "python_twin.py")]}
     extras = []  # the extra columns: (name, program)
     if a.channels_last:
@@ -131,8 +132,8 @@ def main():
     lines = ["# C++ (halsal) against Python eager, the same LibTorch", "",
              "%s; LibTorch %s (C++) and PyTorch %s (Python); %d threads; batch %d, %d px, %s; %d timed steps after "
              "one warm-up; medians of %d rounds, each program leading in turn; frozen BatchNorm, SGD momentum 0.9. "
-             "img/s; C++ = halsal as it ships (eval-mode BatchNorm folded into the convolutions), C++ plain = "
-             "halsal --no-fold (the language alone)%s." %
+             "img/s; C++ = halsal as it ships (eval-mode BatchNorm folded into the convolutions, freed CPU tensor "
+             "memory kept for reuse), C++ plain = halsal --no-fold --no-memory-cache (the language alone)%s." %
              (datetime.date.today().isoformat(), first["torch"], results["Python"][0]["torch"], first["threads"],
               a.batch, a.size, a.precision, a.steps, a.rounds,
               "".join(", %s = %s" % (n, " ".join(p)) for n, p in extras)),

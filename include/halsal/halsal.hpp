@@ -4,6 +4,7 @@
 #pragma once
 #include "halsal/version.hpp"
 #include "halsal/core/compat.hpp"
+#include "halsal/core/cpu_memory_cache.hpp"
 #include "halsal/core/error.hpp"
 #include "halsal/core/text.hpp"
 #include "halsal/core/threads.hpp"

@@ -3,8 +3,10 @@
 #include <halsal/halsal.hpp>
 #include <halsal/train/trainer.hpp>
 
+#include <atomic>
 #include <limits>
 #include <map>
+#include <thread>
 
 #include "test_support.hpp"
 
@@ -339,15 +341,18 @@ BOOST_AUTO_TEST_CASE(mixed_precision_bf16_trains_like_fp32) {
   BOOST_TEST(std::abs(first_loss["bf16"] - first_loss["fp32"]) <= 0.02 * first_loss["fp32"]);
 }
 
-// BatchNorm folding and channels-last change the speed, not the training: the same start, data and
-// order give the same losses, weights and test predictions as a run with both off.
-BOOST_AUTO_TEST_CASE(folding_and_channels_last_train_like_the_plain_network) {
+// BatchNorm folding, channels-last and the CPU memory cache change the speed, not the training: the
+// same start, data and order give the same losses, weights and test predictions as a run with all off.
+BOOST_AUTO_TEST_CASE(speed_options_train_like_the_plain_network) {
   auto c = small_config();
   BOOST_TEST(c.fold_batchnorm);
   BOOST_TEST(!c.channels_last);
+  BOOST_TEST(c.cache_cpu_memory);
   BOOST_TEST(!train::to_json(c).contains("fold_batchnorm"));  // speed only: not part of a run's settings
+  BOOST_TEST(!train::to_json(c).contains("cache_cpu_memory"));
   BOOST_TEST(!train::apply_setting(c, "fold_batchnorm=false").fold_batchnorm);
   BOOST_TEST(train::apply_setting(c, "channels_last=true").channels_last);
+  BOOST_TEST(!train::apply_setting(c, "cache_cpu_memory=false").cache_cpu_memory);
 
   auto data = small_synthetic();
   auto split = hd::kshot(data, /*k=*/4, /*seed=*/0);
@@ -357,7 +362,7 @@ BOOST_AUTO_TEST_CASE(folding_and_channels_last_train_like_the_plain_network) {
     std::vector<torch::Tensor> weights;
     std::vector<int64_t> predicted;
   };
-  auto run = [&](bool fold, bool channels_last) {
+  auto run = [&](bool fold, bool channels_last, bool cache) {
     torch::manual_seed(0);
     auto cfg = small_config();
     cfg.epochs = 2;
@@ -368,16 +373,25 @@ BOOST_AUTO_TEST_CASE(folding_and_channels_last_train_like_the_plain_network) {
     cfg.freeze_batchnorm = true;  // BatchNorm in eval mode: what folding applies to
     cfg.fold_batchnorm = fold;
     cfg.channels_last = channels_last;
-    train::Trainer<Net, ApproachB> trainer(Net(4), cfg);
+    cfg.cache_cpu_memory = cache;
     Run r;
-    for (const auto& e : trainer.fit(split.train, data::Subset{}).history) r.losses.push_back(e.loss);
-    r.weights = weights(*trainer.net());
-    for (const auto& p : trainer.evaluate(split.test).predictions) r.predicted.push_back(p.predicted);
+    {
+      train::Trainer<Net, ApproachB> trainer(Net(4), cfg);
+      BOOST_TEST(cpu_memory_cache_stats().installed == cache);  // the trainer holds the cache while it lives
+      const auto hits = cpu_memory_cache_stats().hits;
+      for (const auto& e : trainer.fit(split.train, data::Subset{}).history) r.losses.push_back(e.loss);
+      if (cache) BOOST_TEST(cpu_memory_cache_stats().hits > hits);
+      r.weights = weights(*trainer.net());
+      for (const auto& p : trainer.evaluate(split.test).predictions) r.predicted.push_back(p.predicted);
+    }
+    BOOST_TEST(!cpu_memory_cache_stats().installed);
+    BOOST_TEST(cpu_memory_cache_stats().cached_bytes == 0u);
     return r;
   };
-  const Run plain = run(false, false), folded = run(true, false), nhwc = run(true, true);
+  const Run plain = run(false, false, false), folded = run(true, false, true), nhwc = run(true, true, true);
   for (const auto* other : {&folded, &nhwc}) {
-    const std::string name = other == &folded ? "folded" : "folded + channels-last";
+    const std::string name = other == &folded ? "folded + cache" : "folded + cache + channels-last";
+
     BOOST_TEST_REQUIRE(other->losses.size() == plain.losses.size());
     for (size_t e = 0; e < plain.losses.size(); ++e)
       // One pass agrees within 1e-6 (test_backbones); a few SGD steps carry the rounding along.
@@ -400,6 +414,113 @@ BOOST_AUTO_TEST_CASE(folding_and_channels_last_train_like_the_plain_network) {
   for (size_t i = 0; i < start.size(); ++i)
     moved = std::max(moved, (plain.weights[i] - start[i]).abs().max().to(torch::kFloat64).item<double>());
   BOOST_TEST(moved > 1e-4, "training changed no weight (largest change " << moved << ")");
+}
+
+// The CPU memory cache: a freed large block serves the next request of its size, small ones and
+// LibTorch's own blocks pass through, the limit holds, threads share it, and the outermost scope
+// puts LibTorch's allocator back and frees the cache.
+BOOST_AUTO_TEST_CASE(cpu_memory_cache_reuses_freed_blocks) {
+  c10::Allocator* const libtorch = c10::GetCPUAllocator();
+  BOOST_TEST_REQUIRE(!cpu_memory_cache_stats().installed);
+  {
+    CpuMemoryCacheScope off(false);
+    BOOST_TEST(!off.installed());
+    BOOST_TEST(c10::GetCPUAllocator() == libtorch);
+  }
+  const int64_t n = 300000;             // 1.2 MB of float32: large enough to be cached
+  const size_t block = 293 * 4096;      // 1,200,000 bytes rounded up to pages
+  auto outside = torch::ones({n});      // LibTorch's block, freed while the cache is in place
+  void* foreign = libtorch->raw_allocate(block);
+  torch::Tensor survivor;
+  const size_t default_limit = cpu_memory_cache_stats().limit_bytes;
+  torch::manual_seed(3);
+  auto w = torch::randn({8, 3, 5, 5}, torch::requires_grad());
+  const auto in = torch::randn({4, 3, 96, 96});  // its activations are cached blocks
+  torch::conv2d(in, w).relu().sum().backward();
+  const auto reference = w.grad().clone();
+  BOOST_TEST(default_limit >= (size_t{256} << 20));
+  {
+    CpuMemoryCacheScope scope;
+    BOOST_TEST_REQUIRE(scope.installed());
+    BOOST_TEST(c10::GetCPUAllocator() != libtorch);
+    const auto start = cpu_memory_cache_stats();
+    BOOST_TEST(start.cached_blocks == 0u);
+    outside.reset();
+    c10::GetCPUAllocator()->raw_deallocate(foreign);  // not this allocator's: freed, not kept
+    BOOST_TEST(cpu_memory_cache_stats().cached_blocks == 0u);
+
+    void* first = nullptr;
+    {
+      auto a = torch::ones({n});
+      first = a.data_ptr();
+      BOOST_TEST(reinterpret_cast<uintptr_t>(first) % 64 == 0u);  // LibTorch's alignment
+    }
+    auto s = cpu_memory_cache_stats();
+    BOOST_TEST(s.misses == start.misses + 1);
+    BOOST_TEST(s.cached_blocks == 1u);
+    BOOST_TEST(s.cached_bytes == block);
+    auto b = torch::full({n}, 2.0f);  // the same size: the freed block again
+    BOOST_TEST(b.data_ptr() == first);
+    BOOST_TEST(cpu_memory_cache_stats().hits == s.hits + 1);
+    BOOST_TEST(cpu_memory_cache_stats().cached_blocks == 0u);
+    BOOST_TEST(b.sum().item<double>() == 2.0 * n);
+    { auto small = torch::ones({1000}); }  // 4 KB: glibc's business
+    BOOST_TEST(cpu_memory_cache_stats().cached_blocks == 0u);
+    BOOST_TEST(cpu_memory_cache_stats().misses == s.misses);
+
+    {
+      CpuMemoryCacheScope inner;  // scopes nest
+      BOOST_TEST(inner.installed());
+    }
+    BOOST_TEST(cpu_memory_cache_stats().installed);
+    BOOST_TEST(c10::GetCPUAllocator() != libtorch);
+
+    set_cpu_memory_cache_limit(block + block / 2);
+    {
+      auto x = torch::empty({n});
+      auto y = torch::empty({n});
+    }  // both freed; only one fits under the limit
+    BOOST_TEST(cpu_memory_cache_stats().cached_blocks == 1u);
+    BOOST_TEST(cpu_memory_cache_stats().cached_bytes == block);
+    set_cpu_memory_cache_limit(0);  // a lower limit evicts at once
+    BOOST_TEST(cpu_memory_cache_stats().cached_bytes == 0u);
+    set_cpu_memory_cache_limit(default_limit);
+
+    // Threads allocate and free at once; every block holds what its thread wrote.
+    const auto before_threads = cpu_memory_cache_stats();
+    std::atomic<int> wrong{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t)
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 50; ++i) {
+          auto v = torch::full({n + 1024 * (i % 3)}, static_cast<float>(t * 100 + i));
+          if (v.max().item<float>() != v.min().item<float>() || v[0].item<float>() != t * 100 + i) ++wrong;
+        }
+      });
+    for (auto& th : threads) th.join();
+    BOOST_TEST(wrong.load() == 0);
+    const auto after_threads = cpu_memory_cache_stats();
+    BOOST_TEST(after_threads.hits + after_threads.misses == before_threads.hits + before_threads.misses + 200);
+    // Each of the 3 sizes is held by at most 4 threads at once: at most 12 blocks are ever made.
+    BOOST_TEST(after_threads.misses - before_threads.misses <= 12u);
+    release_cached_cpu_memory();
+    BOOST_TEST(cpu_memory_cache_stats().cached_bytes == 0u);
+
+    // Autograd through a convolution gives the numbers it gave with LibTorch's allocator, twice
+    // (the second time on cached blocks).
+    for (int pass = 0; pass < 2; ++pass) {
+      w.mutable_grad() = torch::Tensor();
+      torch::conv2d(in, w).relu().sum().backward();
+      BOOST_TEST(torch::equal(w.grad(), reference), "pass " << pass);
+    }
+    survivor = torch::ones({n});  // made by the cache, freed after the scope ends
+  }
+  BOOST_TEST(c10::GetCPUAllocator() == libtorch);
+  BOOST_TEST(!cpu_memory_cache_stats().installed);
+  BOOST_TEST(cpu_memory_cache_stats().cached_bytes == 0u);
+  BOOST_TEST(survivor.sum().item<double>() == static_cast<double>(n));
+  survivor.reset();  // freed through the cache's deleter, not kept
+  BOOST_TEST(cpu_memory_cache_stats().cached_bytes == 0u);
 }
 
 // fp16 loss scaling: a step with an inf gradient is skipped and the scale halved; growth_interval

@@ -43,6 +43,7 @@ struct TrainConfig {
   // Speed only (results equal within rounding; not written to settings or checkpoints):
   bool fold_batchnorm = true;     ///< fold eval-mode BatchNorm into its convolution (set_batchnorm_folding)
   bool channels_last = false;     ///< NHWC weights and inputs (set_channels_last)
+  bool cache_cpu_memory = true;   ///< keep freed CPU tensor memory for reuse while training (CpuMemoryCacheScope)
   int eval_every = 1;             ///< validate every n epochs (and after the last)
   std::filesystem::path checkpoint_dir;  ///< empty: no checkpoints; else resumable
   std::filesystem::path metrics_jsonl;   ///< empty: none; else one JSON line per epoch
@@ -123,6 +124,7 @@ inline TrainConfig from_json(const nlohmann::json& j, TrainConfig base = {}) {
       else if (key == "precision") base.precision = value.get<std::string>();
       else if (key == "fold_batchnorm") base.fold_batchnorm = value.get<bool>();
       else if (key == "channels_last") base.channels_last = value.get<bool>();
+      else if (key == "cache_cpu_memory") base.cache_cpu_memory = value.get<bool>();
       else throw Error("training configuration: unknown field '" + key + "'");
     } catch (const nlohmann::json::exception& e) {
       throw Error("training configuration: field '" + key + "' has the wrong type (" + e.what() + ")");

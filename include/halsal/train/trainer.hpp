@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "halsal/backbones/batchnorm_folding.hpp"
+#include "halsal/core/cpu_memory_cache.hpp"
 #include "halsal/data/data.hpp"
 #include "halsal/dist/process_group.hpp"
 #include "halsal/eval/metrics.hpp"
@@ -145,6 +146,7 @@ class Trainer {
       throw Error(std::string("Trainer: a warm-up trains only the head, but policy ") + Policy::name +
                   " keeps the head frozen: set warmup_epochs = 0");
     net_->to(device_);
+    memory_cache_ = std::make_unique<CpuMemoryCacheScope>(config_.cache_cpu_memory);
     set_batchnorm_folding(*net_, config_.fold_batchnorm);
     if (config_.channels_last) set_channels_last(*net_, true);
     groups_ = apply_policy<Policy>(net_, FreezeOptions{config_.freeze_batchnorm});
@@ -646,6 +648,7 @@ class Trainer {
   std::unique_ptr<dist::GradientReducer> reducer_;
   Precision precision_ = Precision::fp32;
   std::unique_ptr<GradScaler> scaler_;  // fp16 only
+  std::unique_ptr<CpuMemoryCacheScope> memory_cache_;  // config.cache_cpu_memory; ends with the trainer
 };
 
 }  // namespace halsal::train
