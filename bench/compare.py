@@ -7,9 +7,9 @@
 
 Runs halsal (C++, its defaults: eval-mode BatchNorm folded into the convolutions, freed CPU tensor
 memory kept for reuse), halsal with --no-fold --no-memory-cache ("C++ plain": the language alone)
-and the Python twin --rounds times, rotating which goes
-first, and reports the median img/s of each and the ratios to Python of the medians, for the eval
-forward and the train step; with --channels-last a fourth program, halsal channels-last. For
+and the Python twin --rounds times, rotating which goes first, and reports the median img/s of each
+and the ratios to Python of the medians, for the eval forward and the train step; with
+--channels-last a fourth program, halsal channels-last. For
 ResNet-50's train step also the share of this CPU's fp32 peak (cores x FMA units x SIMD lanes x 2 x
 the clock /proc/cpuinfo reports). With --data-bench, the data loader's img/s (decoding, and from the
 decoded-image cache) join the table under the train columns. Writes compare.md and compare.json into
