@@ -45,7 +45,8 @@ demo: configure
 	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(BUILD)/examples/halsal_demo $(DEMO_ARGS)
 
 # C++ against Python eager on the same LibTorch (use the wheel's: TORCH=wheel, the default):
-# builds bench/ and runs bench/compare.py (medians of 3 rounds, each program leading in turn; BENCH_ARGS adds flags,
+# builds bench/ and runs bench/compare.py (3 rounds, in each every network timed by every program back to back, each
+# program leading in turn; the ratios are medians of the rounds' own ratios; BENCH_ARGS adds flags,
 # e.g. BENCH_ARGS="--only resnet50 --rounds 5"). Tables: docs/performance.md.
 BENCH_ARGS ?=
 BENCH_PYTHON ?= $(or $(HALSAL_CACHE),$(HOME)/.cache/halsal)/venv/bin/python

@@ -2,11 +2,12 @@
 // BatchNorm, SGD with momentum), images/s. bench/python_twin.py measures the same in Python eager,
 // bench/compare.py puts both side by side (make bench).
 // Usage: bench_models [--size 224] [--batch 8] [--threads N] [--device cpu|cuda] [--steps 3]
-//                     [--precision fp32|bf16|fp16] [--no-fold] [--no-memory-cache] [--channels-last]
-//                     [--only key,key] [--json FILE]
-// --no-fold runs BatchNorm apart from its convolution and --no-memory-cache leaves LibTorch's CPU
-// allocator in place (the trainer folds and caches by default), so that the speed of the language
-// and of the optimisations can be told apart.
+//                     [--precision fp32|bf16|fp16] [--no-fold] [--no-memory-cache]
+//                     [--channels-last | --no-channels-last] [--only key,key] [--json FILE]
+// --no-fold runs BatchNorm apart from its convolution, --no-memory-cache leaves LibTorch's CPU
+// allocator in place and --no-channels-last keeps every network NCHW (the trainer folds, caches and
+// stores networks with depthwise convolutions channels-last on the CPU by default), so that the
+// speed of the language and of the optimisations can be told apart.
 #include <halsal/halsal.hpp>
 
 #include <CLI/CLI.hpp>
@@ -14,12 +15,14 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 namespace {
 
 struct Timing {
   double eval_ips = 0, train_ips = 0;
+  bool channels_last = false;
 };
 
 struct Setup {
@@ -27,7 +30,8 @@ struct Setup {
   int steps = 3;
   torch::Device device = torch::kCPU;
   halsal::train::Precision precision = halsal::train::Precision::fp32;
-  bool fold = true, channels_last = false;
+  bool fold = true;
+  std::optional<bool> channels_last;  // unset: the trainer's default
 };
 
 template <class Net>
@@ -38,8 +42,11 @@ Timing measure(Net net, const Setup& s) {
   const auto precision = s.precision;
   net->to(device);
   halsal::set_batchnorm_folding(*net, s.fold);
-  halsal::set_channels_last(*net, s.channels_last);
-  const auto x = halsal::in_channels_last(torch::randn({batch, 3, s.size, s.size}, device), s.channels_last);
+  Timing t;
+  // Unset: as the Trainer, channels-last for depthwise convolutions on the CPU.
+  t.channels_last = s.channels_last.value_or(device.is_cpu() && halsal::has_depthwise_convolutions(*net));
+  halsal::set_channels_last(*net, t.channels_last);
+  const auto x = halsal::in_channels_last(torch::randn({batch, 3, s.size, s.size}, device), t.channels_last);
   const auto y = torch::zeros({batch}, torch::dtype(torch::kLong).device(device));
   auto sync = [&] {
     if (device.is_cuda()) torch::cuda::synchronize();
@@ -52,7 +59,6 @@ Timing measure(Net net, const Setup& s) {
     sync();
     return static_cast<double>(batch * steps) / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  Timing t;
   net->eval();
   {
     c10::InferenceMode inference;  // as Trainer::evaluate
@@ -83,7 +89,7 @@ int main(int argc, char** argv) {
   CLI::App app{"halsal model throughput (images/s)"};
   Setup setup;
   int threads = 0;
-  bool no_fold = false, no_memory_cache = false;
+  bool no_fold = false, no_memory_cache = false, channels_last = false, no_channels_last = false;
   std::string device_name = "cpu", precision_name = "fp32", only, json_file;
   app.add_option("--size", setup.size, "input side");
   app.add_option("--batch", setup.batch, "batch size");
@@ -92,7 +98,10 @@ int main(int argc, char** argv) {
   app.add_flag("--no-fold", no_fold, "run BatchNorm apart from its convolution (halsal folds eval-mode BatchNorm)");
   app.add_flag("--no-memory-cache", no_memory_cache,
                "LibTorch's own CPU allocator (the trainer keeps freed tensor memory for reuse)");
-  app.add_flag("--channels-last", setup.channels_last, "NHWC weights and inputs");
+  auto* nhwc = app.add_flag("--channels-last", channels_last, "NHWC weights and inputs for every network");
+  app.add_flag("--no-channels-last", no_channels_last,
+               "NCHW for every network (by default networks with depthwise convolutions run NHWC on the CPU)")
+      ->excludes(nhwc);
   app.add_option("--device", device_name, "cpu or cuda");
   app.add_option("--precision", precision_name, "fp32, bf16 or fp16 (autocast around the forward pass)")
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
@@ -108,11 +117,13 @@ int main(int argc, char** argv) {
     if (setup.device.is_cuda() && !torch::cuda::is_available())
       throw halsal::Error("--device " + device_name + ": this process sees no CUDA GPU");
     setup.fold = !no_fold;
+    if (channels_last || no_channels_last) setup.channels_last = channels_last;
     const halsal::CpuMemoryCacheScope memory_cache(!no_memory_cache);  // as the Trainer
     std::cout << "LibTorch " << TORCH_VERSION << ", " << at::get_num_threads() << " threads, " << setup.device << ", "
               << precision_name << ", batch " << setup.batch << ", " << setup.size << " px, BatchNorm "
               << (setup.fold ? "folded" : "apart") << (memory_cache.installed() ? ", memory cache" : "")
-              << (setup.channels_last ? ", channels-last" : "")
+              << (!setup.channels_last ? ", channels-last where depthwise"
+                  : *setup.channels_last ? ", channels-last" : ", NCHW")
               << "\n\n| network | eval img/s | train img/s |\n|---|---|---|\n";
     const auto keys = halsal::train::split_list(only);
     nlohmann::json rows = nlohmann::json::array();
@@ -121,7 +132,8 @@ int main(int argc, char** argv) {
       const Timing t = measure(make(), setup);
       std::cout << "| " << name << " | " << std::fixed << std::setprecision(1) << t.eval_ips << " | " << t.train_ips
                 << " |\n" << std::flush;
-      rows.push_back({{"key", key}, {"network", name}, {"eval_ips", t.eval_ips}, {"train_ips", t.train_ips}});
+      rows.push_back({{"key", key}, {"network", name}, {"eval_ips", t.eval_ips}, {"train_ips", t.train_ips},
+                      {"channels_last", t.channels_last}});
     };
     using namespace halsal;
     row("alexnet", "RgbNet<AlexNet>", [] { return RgbNet<AlexNet>(102); });
@@ -139,7 +151,9 @@ int main(int argc, char** argv) {
                                 {"batch", setup.batch},      {"size", setup.size},
                                 {"steps", setup.steps},      {"fold_batchnorm", setup.fold},
                                 {"cpu_memory_cache", memory_cache.installed()},
-                                {"channels_last", setup.channels_last}, {"rows", rows}};
+                                {"channels_last", setup.channels_last ? nlohmann::json(*setup.channels_last)
+                                                                      : nlohmann::json("auto")},
+                                {"rows", rows}};
       halsal::io::write_file_atomic(json_file, j.dump(2) + "\n");
     }
     return 0;

@@ -6,10 +6,13 @@
                [--channels-last] [--only key,key] [--out DIR]
 
 Runs halsal (C++, its defaults: eval-mode BatchNorm folded into the convolutions, freed CPU tensor
-memory kept for reuse), halsal with --no-fold --no-memory-cache ("C++ plain": the language alone)
-and the Python twin --rounds times, rotating which goes first, and reports the median img/s of each
-and the ratios to Python of the medians, for the eval forward and the train step; with
---channels-last a fourth program, halsal channels-last. For
+memory kept for reuse, networks with depthwise convolutions channels-last), halsal with --no-fold
+--no-memory-cache --no-channels-last ("C++ plain": the language alone) and the Python twin, one
+network at a time: in each of --rounds rounds every network is timed by every program back to back,
+rotating which goes first, so that the machine's drift touches all programs alike. It reports the
+median img/s of each program and, per network, the median of the rounds' own C++/Python ratios
+(paired: both from the same round) with their range, for the eval forward and the train step; with
+--channels-last a fourth program, halsal channels-last for every network. For
 ResNet-50's train step also the share of this CPU's fp32 peak (cores x FMA units x SIMD lanes x 2 x
 the clock /proc/cpuinfo reports). With --data-bench, the data loader's img/s (decoding, and from the
 decoded-image cache) join the table under the train columns. Writes compare.md and compare.json into
@@ -27,6 +30,9 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The row keys of bench_models and python_twin.py, in their order.
+KEYS = ["alexnet", "halsal_alexnet", "resnet18", "resnet50", "resnet152", "halsal_resnet152", "mobilenet_v2",
+        "halsal_mobilenet_v2"]
 # ResNet-50 at 224 px: 4.09 G multiply-adds forward (torchvision's count); a train step costs about
 # 3 forward passes (forward, and backward's two products per layer).
 RESNET50_FORWARD_FLOP = 2 * 4.09e9
@@ -68,7 +74,8 @@ def main():
     ap.add_argument("--data-bench", default="", help="path of bench_data (adds the loader's img/s)")
     ap.add_argument("--channels-last", action="store_true", help="also time halsal with --channels-last")
     ap.add_argument("--also", action="append", default=[], metavar="NAME=PATH",
-                    help="also time another bench_models build (e.g. an older commit's), in its own column")
+                    help="also time another bench_models build (e.g. an older commit's), in its own column, "
+                         "with C++'s paired ratio over it")
     ap.add_argument("--python", default=sys.executable, help="the Python with torch and torchvision")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--size", type=int, default=224)
@@ -81,8 +88,12 @@ def main():
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     common = ["--size", str(a.size), "--batch", str(a.batch), "--steps", str(a.steps), "--threads", str(a.threads),
-              "--precision", a.precision] + (["--only", a.only] if a.only else [])
-    programs = {"C++": [a.bench], "C++ plain": [a.bench, "--no-fold", "--no-memory-cache"],
+              "--precision", a.precision]
+    keys = [k for k in a.only.split(",") if k] or KEYS
+    unknown = set(keys) - set(KEYS)
+    if unknown:
+        sys.exit("compare: unknown network key(s) %s; known: %s" % (", ".join(sorted(unknown)), ", ".join(KEYS)))
+    programs = {"C++": [a.bench], "C++ plain": [a.bench, "--no-fold", "--no-memory-cache", "--no-channels-last"],
                 "Python": [a.python, os.path.join(HERE, "python_twin.py")]}
     extras = []  # the extra columns: (name, program)
     if a.channels_last:
@@ -96,16 +107,22 @@ def main():
         programs[name] = program
     names = list(programs)
     results = {name: [] for name in names}
+    paired = {}  # (round, key) -> {program: its row}
     data = None
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(a.rounds):
-            order = names[r % len(names):] + names[:r % len(names)]  # each program leads in turn
-            for name in order:
-                out = os.path.join(tmp, "%s-%d.json" % (name.replace(" ", "_"), r))
-                sys.stderr.write("round %d/%d: %s\n" % (r + 1, a.rounds, name))
-                run(programs[name] + common + ["--json", out])
-                with open(out) as f:
-                    results[name].append(json.load(f))
+            for i, key in enumerate(keys):
+                shift = (r + i) % len(names)
+                order = names[shift:] + names[:shift]  # each program leads in turn
+                for name in order:
+                    out = os.path.join(tmp, "%s-%d-%s.json" % (name.replace(" ", "_"), r, key))
+                    sys.stderr.write("round %d/%d, %s: %s\n" % (r + 1, a.rounds, key, name))
+                    run(programs[name] + common + ["--only", key, "--json", out])
+                    with open(out) as f:
+                        doc = json.load(f)
+                    results[name].append(doc)
+                    for row in doc["rows"]:
+                        paired.setdefault((r, row["key"]), {})[name] = row
         if a.data_bench:
             out = os.path.join(tmp, "data.json")
             sys.stderr.write("data loader\n")
@@ -125,20 +142,32 @@ def main():
         return {k: {"network": v["network"], "eval": statistics.median(v["eval"]), "train": statistics.median(v["train"]),
                     "eval_runs": v["eval"], "train_runs": v["train"]} for k, v in by_key.items()}
 
+    def ratio(key, num, den, what):
+        """Median and range over the rounds of num's img/s over den's, both from the same round."""
+        rs = [p[num][what + "_ips"] / p[den][what + "_ips"] for (_, k), p in sorted(paired.items())
+              if k == key and num in p and den in p and p[den][what + "_ips"] > 0]
+        return (statistics.median(rs), min(rs), max(rs), rs) if rs else None
+
+    def cell(r):
+        return "%.2f [%.2f, %.2f]" % r[:3] if r else ""
+
     cpp, plain, py = medians("C++"), medians("C++ plain"), medians("Python")
     extra_medians = {name: medians(name) for name, _ in extras}
     peak, peak_text = cpu_peak()
     first = results["C++"][0]
     lines = ["# C++ (halsal) against Python eager, the same LibTorch", "",
              "%s; LibTorch %s (C++) and PyTorch %s (Python); %d threads; batch %d, %d px, %s; %d timed steps after "
-             "one warm-up; medians of %d rounds, each program leading in turn; frozen BatchNorm, SGD momentum 0.9. "
-             "img/s; C++ = halsal as it ships (eval-mode BatchNorm folded into the convolutions, freed CPU tensor "
-             "memory kept for reuse), C++ plain = halsal --no-fold --no-memory-cache (the language alone)%s." %
+             "one warm-up; medians of %d rounds, each network timed by every program back to back in each round, each "
+             "program leading in turn; frozen BatchNorm, SGD momentum 0.9. img/s; C++ = halsal as it ships (eval-mode "
+             "BatchNorm folded into the convolutions, freed CPU tensor memory kept for reuse, channels-last where the "
+             "network has depthwise convolutions: marked NHWC), C++ plain = halsal --no-fold --no-memory-cache "
+             "--no-channels-last (the language alone)%s. The ratios are the median of the rounds' own ratios "
+             "(C++ and Python from the same round) and, in brackets, their smallest and largest." %
              (datetime.date.today().isoformat(), first["torch"], results["Python"][0]["torch"], first["threads"],
               a.batch, a.size, a.precision, a.steps, a.rounds,
               "".join(", %s = %s" % (n, " ".join(p)) for n, p in extras)),
              ""]
-    extra = "".join(" %s eval / train |" % n for n, _ in extras)
+    extra = "".join(" %s eval / train (C++ over it) |" % n for n, _ in extras)
     extra_rule = "---:|" * len(extras)
     lines += ["| network | eval C++ | eval C++ plain | eval Python | C++/Py | plain/Py | train C++ | train C++ plain |"
               " train Python | C++/Py | plain/Py |" + extra,
@@ -148,16 +177,27 @@ def main():
         p, q = py.get(key), plain.get(key)
         if not p or not q:
             continue
-        row = {"key": key, "network": c["network"], "cpp": c, "cpp_plain": q, "python": p,
-               "eval_ratio": c["eval"] / p["eval"], "eval_plain_ratio": q["eval"] / p["eval"],
-               "train_ratio": c["train"] / p["train"], "train_plain_ratio": q["train"] / p["train"]}
-        line = "| %s | %.1f | %.1f | %.1f | %.2f | %.2f | %.1f | %.1f | %.1f | %.2f | %.2f |" % (
-            c["network"], c["eval"], q["eval"], p["eval"], row["eval_ratio"], row["eval_plain_ratio"],
-            c["train"], q["train"], p["train"], row["train_ratio"], row["train_plain_ratio"])
+        ratios = {"eval_ratio": ratio(key, "C++", "Python", "eval"),
+                  "eval_plain_ratio": ratio(key, "C++ plain", "Python", "eval"),
+                  "train_ratio": ratio(key, "C++", "Python", "train"),
+                  "train_plain_ratio": ratio(key, "C++ plain", "Python", "train")}
+        nhwc = any(row.get("channels_last") for doc in results["C++"] for row in doc["rows"] if row["key"] == key)
+        row = {"key": key, "network": c["network"], "cpp": c, "cpp_plain": q, "python": p, "cpp_channels_last": nhwc}
+        for name, r in ratios.items():
+            row[name] = r[0] if r else None
+            row[name + "_range"] = [r[1], r[2]] if r else None
+            row[name + "_rounds"] = r[3] if r else []
+        line = "| %s%s | %.1f | %.1f | %.1f | %s | %s | %.1f | %.1f | %.1f | %s | %s |" % (
+            c["network"], " (NHWC)" if nhwc else "", c["eval"], q["eval"], p["eval"], cell(ratios["eval_ratio"]),
+            cell(ratios["eval_plain_ratio"]), c["train"], q["train"], p["train"], cell(ratios["train_ratio"]),
+            cell(ratios["train_plain_ratio"]))
         for name, _ in extras:
             e = extra_medians[name].get(key)
             row[name] = e
-            line += " %.1f / %.1f |" % (e["eval"], e["train"]) if e else " |"
+            vs = [ratio(key, "C++", name, what) for what in ("eval", "train")]  # before/after, paired
+            row["cpp_over_" + name] = [{"median": r[0], "range": [r[1], r[2]]} if r else None for r in vs]
+            line += (" %.1f / %.1f (C++ %s / %s) |" % (e["eval"], e["train"], cell(vs[0]), cell(vs[1])) if e
+                     else " |")
         lines.append(line)
         rows.append(row)
     if data:

@@ -346,12 +346,17 @@ BOOST_AUTO_TEST_CASE(mixed_precision_bf16_trains_like_fp32) {
 BOOST_AUTO_TEST_CASE(speed_options_train_like_the_plain_network) {
   auto c = small_config();
   BOOST_TEST(c.fold_batchnorm);
-  BOOST_TEST(!c.channels_last);
+  BOOST_TEST(!c.channels_last.has_value());  // unset: the network decides
   BOOST_TEST(c.cache_cpu_memory);
   BOOST_TEST(!train::to_json(c).contains("fold_batchnorm"));  // speed only: not part of a run's settings
   BOOST_TEST(!train::to_json(c).contains("cache_cpu_memory"));
   BOOST_TEST(!train::apply_setting(c, "fold_batchnorm=false").fold_batchnorm);
-  BOOST_TEST(train::apply_setting(c, "channels_last=true").channels_last);
+  BOOST_TEST((train::apply_setting(c, "channels_last=true").channels_last == std::optional<bool>(true)));
+  BOOST_TEST((train::apply_setting(c, "channels_last=false").channels_last == std::optional<bool>(false)));
+  BOOST_TEST(!train::apply_setting(train::apply_setting(c, "channels_last=true"), "channels_last=auto")
+                  .channels_last.has_value());
+  BOOST_TEST(!train::from_json(nlohmann::json{{"channels_last", nullptr}}, c).channels_last.has_value());
+  test::expect_error([&] { train::apply_setting(c, "channels_last=sometimes"); }, {"channels_last must be true, false or auto", "sometimes"});
   BOOST_TEST(!train::apply_setting(c, "cache_cpu_memory=false").cache_cpu_memory);
 
   auto data = small_synthetic();
@@ -377,6 +382,7 @@ BOOST_AUTO_TEST_CASE(speed_options_train_like_the_plain_network) {
     Run r;
     {
       train::Trainer<Net, ApproachB> trainer(Net(4), cfg);
+      BOOST_TEST(trainer.channels_last() == channels_last);
       BOOST_TEST(cpu_memory_cache_stats().installed == cache);  // the trainer holds the cache while it lives
       const auto hits = cpu_memory_cache_stats().hits;
       for (const auto& e : trainer.fit(split.train, data::Subset{}).history) r.losses.push_back(e.loss);
@@ -414,6 +420,58 @@ BOOST_AUTO_TEST_CASE(speed_options_train_like_the_plain_network) {
   for (size_t i = 0; i < start.size(); ++i)
     moved = std::max(moved, (plain.weights[i] - start[i]).abs().max().to(torch::kFloat64).item<double>());
   BOOST_TEST(moved > 1e-4, "training changed no weight (largest change " << moved << ")");
+}
+
+// Channels-last is the default where it is faster (depthwise convolutions, on the CPU), an explicit
+// setting wins, and the network is NCHW again once the trainer is gone.
+BOOST_AUTO_TEST_CASE(channels_last_by_default_for_depthwise_networks) {
+  // Weights whose layout is not NCHW: > 0 while channels-last.
+  auto nhwc_weights = [](torch::nn::Module& net) {
+    int n = 0;
+    for (const auto& p : net.parameters())
+      if (p.dim() == 4 && !p.is_contiguous()) {
+        BOOST_TEST(p.is_contiguous(at::MemoryFormat::ChannelsLast));
+        ++n;
+      }
+    return n;
+  };
+  BOOST_TEST(has_depthwise_convolutions(*MobileNetV2(4)));
+  BOOST_TEST(has_depthwise_convolutions(*HalSalNet<MobileNetV2>(4)));
+  BOOST_TEST(!has_depthwise_convolutions(*ResNet<18>(4)));
+  BOOST_TEST(!has_depthwise_convolutions(*AlexNet(4)));
+  BOOST_TEST(!has_depthwise_convolutions(*torch::nn::Conv2d(torch::nn::Conv2dOptions(4, 8, 3).groups(2))));  // grouped
+  BOOST_TEST(has_depthwise_convolutions(*torch::nn::Conv2d(torch::nn::Conv2dOptions(4, 8, 3).groups(4))));
+
+  using Mobile = RgbNet<MobileNetV2>;
+  Mobile mobile(4);
+  {
+    train::Trainer<Mobile, ApproachB> trainer(mobile, small_config());
+    BOOST_TEST(trainer.channels_last());
+    BOOST_TEST(nhwc_weights(*mobile) > 0);  // the 3x3 stem (depthwise C x 1 x 3 x 3 and 1 x 1 weights are both)
+  }
+  BOOST_TEST(nhwc_weights(*mobile) == 0);  // NCHW again
+  auto off = small_config();
+  off.channels_last = false;
+  {
+    train::Trainer<Mobile, ApproachB> trainer(mobile, off);
+    BOOST_TEST(!trainer.channels_last());
+    BOOST_TEST(nhwc_weights(*mobile) == 0);
+  }
+  using Res = RgbNet<ResNet<18>>;
+  Res res(4);
+  {
+    train::Trainer<Res, ApproachB> trainer(res, small_config());
+    BOOST_TEST(!trainer.channels_last());
+    BOOST_TEST(nhwc_weights(*res) == 0);
+  }
+  auto on = small_config();
+  on.channels_last = true;
+  {
+    train::Trainer<Res, ApproachB> trainer(res, on);
+    BOOST_TEST(trainer.channels_last());
+    BOOST_TEST(nhwc_weights(*res) > 0);
+  }
+  BOOST_TEST(nhwc_weights(*res) == 0);
 }
 
 // The CPU memory cache: a freed large block serves the next request of its size, small ones and

@@ -4,8 +4,8 @@
 // Why: glibc serves large blocks with mmap and unmaps them when they are freed (its threshold
 // adapts only up to 32 MiB), so a training step that allocates the same large gradients and
 // activations every step pays a page fault for every 4 KiB of them, every step. AlexNet's fc6
-// gradient alone is 151 MB; its CPU train step runs 35-48 % faster with the cache
-// (docs/performance.md). Python users get the same from jemalloc or MALLOC_MMAP_THRESHOLD_.
+// gradient alone is 151 MB; its CPU train step ran 28 % faster with the cache, HalSal AlexNet's
+// 32 % (docs/performance.md). Python users get the same from jemalloc or MALLOC_MMAP_THRESHOLD_.
 //
 // The allocator hands out plain c10::alloc_cpu blocks and remembers the large ones' sizes, so a
 // block freed by LibTorch's own deleter (oneDNN keeps buffers past a scope) and a LibTorch block
@@ -108,7 +108,6 @@ class CachingCpuAllocator final : public c10::Allocator {
         to_free.push_back(largest->second.back());
         sizes_.erase(largest->second.back());
         cached_bytes_ -= largest->first;
-        --cached_blocks_;
         largest->second.pop_back();
         if (largest->second.empty()) free_.erase(largest);
       }
@@ -122,7 +121,7 @@ class CachingCpuAllocator final : public c10::Allocator {
     s.hits = hits_;
     s.misses = misses_;
     s.cached_bytes = cached_bytes_;
-    s.cached_blocks = cached_blocks_;
+    for (const auto& entry : free_) s.cached_blocks += entry.second.size();
     s.limit_bytes = limit_;
     return s;
   }
@@ -149,7 +148,6 @@ class CachingCpuAllocator final : public c10::Allocator {
         it->second.pop_back();
         if (it->second.empty()) free_.erase(it);
         cached_bytes_ -= size;
-        --cached_blocks_;
         ++hits_;
         return p;  // still in sizes_
       }
@@ -169,6 +167,13 @@ class CachingCpuAllocator final : public c10::Allocator {
 
   static void release(void* p) {
     if (!p) return;
+#if defined(__GLIBC__)
+    // Most freed tensors are small: they never were in the cache, so they skip the lock.
+    if (malloc_usable_size(p) < min_cached_bytes) {
+      c10::free_cpu(p);
+      return;
+    }
+#endif
     auto& self = instance();
     {
       std::lock_guard<std::mutex> lock(self.mutex_);
@@ -178,7 +183,6 @@ class CachingCpuAllocator final : public c10::Allocator {
         if (self.caching_ && self.cached_bytes_ + size <= self.limit_ && holds(p, size)) {
           self.free_[size].push_back(p);
           self.cached_bytes_ += size;
-          ++self.cached_blocks_;
           return;
         }
         self.sizes_.erase(it);
@@ -208,13 +212,12 @@ class CachingCpuAllocator final : public c10::Allocator {
       }
     free_.clear();
     cached_bytes_ = 0;
-    cached_blocks_ = 0;
   }
 
   std::mutex mutex_;
   std::unordered_map<size_t, std::vector<void*>> free_;  // block size -> free blocks
   std::unordered_map<void*, size_t> sizes_;              // every large block handed out or cached
-  size_t cached_bytes_ = 0, cached_blocks_ = 0, limit_;
+  size_t cached_bytes_ = 0, limit_;
   uint64_t hits_ = 0, misses_ = 0;
   c10::Allocator* previous_ = nullptr;
   int depth_ = 0;

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "halsal/core/error.hpp"
@@ -42,7 +43,9 @@ struct TrainConfig {
   int workers = -1;               ///< loader threads; -1 = cores - 1
   // Speed only (results equal within rounding; not written to settings or checkpoints):
   bool fold_batchnorm = true;     ///< fold eval-mode BatchNorm into its convolution (set_batchnorm_folding)
-  bool channels_last = false;     ///< NHWC weights and inputs (set_channels_last)
+  /// NHWC weights and inputs while training (set_channels_last); unset: on for networks with
+  /// depthwise convolutions (MobileNetV2) on the CPU, where it is faster, off otherwise
+  std::optional<bool> channels_last;
   bool cache_cpu_memory = true;   ///< keep freed CPU tensor memory for reuse while training (CpuMemoryCacheScope)
   int eval_every = 1;             ///< validate every n epochs (and after the last)
   std::filesystem::path checkpoint_dir;  ///< empty: no checkpoints; else resumable
@@ -123,7 +126,11 @@ inline TrainConfig from_json(const nlohmann::json& j, TrainConfig base = {}) {
       else if (key == "device") base.device = value.get<std::string>();
       else if (key == "precision") base.precision = value.get<std::string>();
       else if (key == "fold_batchnorm") base.fold_batchnorm = value.get<bool>();
-      else if (key == "channels_last") base.channels_last = value.get<bool>();
+      else if (key == "channels_last") {
+        if (value.is_null() || value == "auto") base.channels_last = std::nullopt;
+        else if (value.is_boolean()) base.channels_last = value.get<bool>();
+        else throw Error("training configuration: channels_last must be true, false or auto, not " + value.dump());
+      }
       else if (key == "cache_cpu_memory") base.cache_cpu_memory = value.get<bool>();
       else throw Error("training configuration: unknown field '" + key + "'");
     } catch (const nlohmann::json::exception& e) {

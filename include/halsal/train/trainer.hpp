@@ -148,7 +148,8 @@ class Trainer {
     net_->to(device_);
     memory_cache_ = std::make_unique<CpuMemoryCacheScope>(config_.cache_cpu_memory);
     set_batchnorm_folding(*net_, config_.fold_batchnorm);
-    if (config_.channels_last) set_channels_last(*net_, true);
+    channels_last_ = std::make_unique<ChannelsLastScope>(
+        net_.ptr(), config_.channels_last.value_or(device_.is_cpu() && has_depthwise_convolutions(*net_)));
     groups_ = apply_policy<Policy>(net_, FreezeOptions{config_.freeze_batchnorm});
     build_optimizer();
   }
@@ -445,6 +446,9 @@ class Trainer {
   Net& net() { return net_; }
   /// The configuration in use.
   const TrainConfig& config() const { return config_; }
+  /// Whether the network is stored channels-last while this trainer lives (config.channels_last,
+  /// or when unset: depthwise convolutions on the CPU).
+  bool channels_last() const { return channels_last_->on(); }
   /// The trainable parameters by part.
   const ParamGroups& parameter_groups() const { return groups_; }
   /// The optimizer (SGD or Adam) over the parameter groups.
@@ -466,7 +470,7 @@ class Trainer {
   /// The forward pass the trainer uses: SmicNet gets spectral-residual maps of the batch.
   /// In config.precision (autocast; the outputs may be bf16/fp16).
   NetOutput run(const torch::Tensor& x, const torch::Tensor& images_u8) {
-    const auto input = in_channels_last(x, config_.channels_last);
+    const auto input = in_channels_last(x, channels_last_->on());
     if constexpr (Impl::reads_saliency_map) {
       const auto maps = saliency::spectral_residual(images_u8.to(device_).to(torch::kFloat32).div(255));
       AutocastScope autocast(device_, precision_);
@@ -649,6 +653,7 @@ class Trainer {
   Precision precision_ = Precision::fp32;
   std::unique_ptr<GradScaler> scaler_;  // fp16 only
   std::unique_ptr<CpuMemoryCacheScope> memory_cache_;  // config.cache_cpu_memory; ends with the trainer
+  std::unique_ptr<ChannelsLastScope> channels_last_;  // config.channels_last; NCHW again after the trainer
 };
 
 }  // namespace halsal::train
