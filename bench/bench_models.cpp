@@ -3,7 +3,7 @@
 // bench/compare.py puts both side by side (make bench).
 // Usage: bench_models [--size 224] [--batch 8] [--threads N] [--device cpu|cuda] [--steps 3]
 //                     [--precision fp32|bf16|fp16] [--no-fold] [--no-memory-cache]
-//                     [--channels-last | --no-channels-last] [--only key,key] [--json FILE]
+//                     [--channels-last | --no-channels-last] [--only key,key] [--json FILE] [--list]
 // --no-fold runs BatchNorm apart from its convolution, --no-memory-cache leaves LibTorch's CPU
 // allocator in place and --no-channels-last keeps every network NCHW (the trainer folds, caches and
 // stores networks with depthwise convolutions channels-last on the CPU by default), so that the
@@ -11,12 +11,16 @@
 #include <halsal/halsal.hpp>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
+#include <functional>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <optional>
 #include <sstream>
+#include <string>
+#include <vector>
 
 namespace {
 
@@ -43,8 +47,7 @@ Timing measure(Net net, const Setup& s) {
   net->to(device);
   halsal::set_batchnorm_folding(*net, s.fold);
   Timing t;
-  // Unset: as the Trainer, channels-last for depthwise convolutions on the CPU.
-  t.channels_last = s.channels_last.value_or(device.is_cpu() && halsal::has_depthwise_convolutions(*net));
+  t.channels_last = s.channels_last.value_or(halsal::channels_last_by_default(*net, device));  // as the Trainer
   halsal::set_channels_last(*net, t.channels_last);
   const auto x = halsal::in_channels_last(torch::randn({batch, 3, s.size, s.size}, device), t.channels_last);
   const auto y = torch::zeros({batch}, torch::dtype(torch::kLong).device(device));
@@ -83,13 +86,37 @@ Timing measure(Net net, const Setup& s) {
   return t;
 }
 
+/// One row of the table: its key (for --only and the JSON), its name, and how it is measured.
+struct Row {
+  std::string key, name;
+  std::function<Timing(const Setup&)> measure;
+};
+
+/// The networks, in table order (bench/python_twin.py has the same keys; bench/compare.py checks).
+std::vector<Row> rows() {
+  using namespace halsal;
+  return {
+      {"alexnet", "RgbNet<AlexNet>", [](const Setup& s) { return measure(RgbNet<AlexNet>(102), s); }},
+      {"halsal_alexnet", "HalSalNet<AlexNet> (BeforePool2, Depth<4>)",
+       [](const Setup& s) { return measure(HalSalAlexNet(102), s); }},
+      {"resnet18", "RgbNet<ResNet-18>", [](const Setup& s) { return measure(RgbNet<ResNet<18>>(102), s); }},
+      {"resnet50", "RgbNet<ResNet-50>", [](const Setup& s) { return measure(RgbNet<ResNet<50>>(102), s); }},
+      {"resnet152", "RgbNet<ResNet-152>", [](const Setup& s) { return measure(RgbNet<ResNet<152>>(102), s); }},
+      {"halsal_resnet152", "HalSalNet<ResNet-152> (AfterStage<4>, Depth<4>)",
+       [](const Setup& s) { return measure(HalSalResNet152(102), s); }},
+      {"mobilenet_v2", "RgbNet<MobileNetV2>", [](const Setup& s) { return measure(RgbNet<MobileNetV2>(102), s); }},
+      {"halsal_mobilenet_v2", "HalSalNet<MobileNetV2> (AfterStage<4>, Depth<4>)",
+       [](const Setup& s) { return measure(HalSalMobileNetV2(102), s); }},
+  };
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"halsal model throughput (images/s)"};
   Setup setup;
   int threads = 0;
-  bool no_fold = false, no_memory_cache = false, channels_last = false, no_channels_last = false;
+  bool no_fold = false, no_memory_cache = false, channels_last = false, no_channels_last = false, list = false;
   std::string device_name = "cpu", precision_name = "fp32", only, json_file;
   app.add_option("--size", setup.size, "input side");
   app.add_option("--batch", setup.batch, "batch size");
@@ -105,11 +132,23 @@ int main(int argc, char** argv) {
   app.add_option("--device", device_name, "cpu or cuda");
   app.add_option("--precision", precision_name, "fp32, bf16 or fp16 (autocast around the forward pass)")
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
-  app.add_option("--only", only, "comma list of row keys (default: all): alexnet, halsal_alexnet, resnet18, resnet50, "
-                                 "resnet152, halsal_resnet152, mobilenet_v2, halsal_mobilenet_v2");
+  app.add_option("--only", only, "comma list of row keys (default: all; --list prints them)");
+  app.add_flag("--list", list, "print the row keys, one per line, and exit");
   app.add_option("--json", json_file, "also write the rows to this JSON file");
   CLI11_PARSE(app, argc, argv);
+  const auto table = rows();
+  if (list) {
+    for (const auto& r : table) std::cout << r.key << "\n";
+    return 0;
+  }
   try {
+    const auto keys = halsal::train::split_list(only);
+    for (const auto& key : keys)
+      if (std::none_of(table.begin(), table.end(), [&](const Row& r) { return r.key == key; })) {
+        std::string known;
+        for (const auto& r : table) known += (known.empty() ? "" : ", ") + r.key;
+        throw halsal::Error("--only: no network \"" + key + "\"; known: " + known);
+      }
     halsal::set_num_threads(threads);
     setup.device = torch::Device(device_name);
     setup.precision = halsal::train::parse_precision(precision_name);
@@ -125,25 +164,15 @@ int main(int argc, char** argv) {
               << (!setup.channels_last ? ", channels-last where depthwise"
                   : *setup.channels_last ? ", channels-last" : ", NCHW")
               << "\n\n| network | eval img/s | train img/s |\n|---|---|---|\n";
-    const auto keys = halsal::train::split_list(only);
-    nlohmann::json rows = nlohmann::json::array();
-    auto row = [&](const std::string& key, const std::string& name, auto make) {
-      if (!keys.empty() && std::find(keys.begin(), keys.end(), key) == keys.end()) return;
-      const Timing t = measure(make(), setup);
-      std::cout << "| " << name << " | " << std::fixed << std::setprecision(1) << t.eval_ips << " | " << t.train_ips
+    nlohmann::json json_rows = nlohmann::json::array();
+    for (const auto& r : table) {
+      if (!keys.empty() && std::find(keys.begin(), keys.end(), r.key) == keys.end()) continue;
+      const Timing t = r.measure(setup);
+      std::cout << "| " << r.name << " | " << std::fixed << std::setprecision(1) << t.eval_ips << " | " << t.train_ips
                 << " |\n" << std::flush;
-      rows.push_back({{"key", key}, {"network", name}, {"eval_ips", t.eval_ips}, {"train_ips", t.train_ips},
-                      {"channels_last", t.channels_last}});
-    };
-    using namespace halsal;
-    row("alexnet", "RgbNet<AlexNet>", [] { return RgbNet<AlexNet>(102); });
-    row("halsal_alexnet", "HalSalNet<AlexNet> (BeforePool2, Depth<4>)", [] { return HalSalAlexNet(102); });
-    row("resnet18", "RgbNet<ResNet-18>", [] { return RgbNet<ResNet<18>>(102); });
-    row("resnet50", "RgbNet<ResNet-50>", [] { return RgbNet<ResNet<50>>(102); });
-    row("resnet152", "RgbNet<ResNet-152>", [] { return RgbNet<ResNet<152>>(102); });
-    row("halsal_resnet152", "HalSalNet<ResNet-152> (AfterStage<4>, Depth<4>)", [] { return HalSalResNet152(102); });
-    row("mobilenet_v2", "RgbNet<MobileNetV2>", [] { return RgbNet<MobileNetV2>(102); });
-    row("halsal_mobilenet_v2", "HalSalNet<MobileNetV2> (AfterStage<4>, Depth<4>)", [] { return HalSalMobileNetV2(102); });
+      json_rows.push_back({{"key", r.key}, {"network", r.name}, {"eval_ips", t.eval_ips}, {"train_ips", t.train_ips},
+                           {"channels_last", t.channels_last}});
+    }
     if (!json_file.empty()) {
       const nlohmann::json j = {{"language", "C++"},         {"torch", TORCH_VERSION},
                                 {"threads", at::get_num_threads()},
@@ -153,7 +182,7 @@ int main(int argc, char** argv) {
                                 {"cpu_memory_cache", memory_cache.installed()},
                                 {"channels_last", setup.channels_last ? nlohmann::json(*setup.channels_last)
                                                                       : nlohmann::json("auto")},
-                                {"rows", rows}};
+                                {"rows", json_rows}};
       halsal::io::write_file_atomic(json_file, j.dump(2) + "\n");
     }
     return 0;

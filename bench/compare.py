@@ -30,9 +30,6 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# The row keys of bench_models and python_twin.py, in their order.
-KEYS = ["alexnet", "halsal_alexnet", "resnet18", "resnet50", "resnet152", "halsal_resnet152", "mobilenet_v2",
-        "halsal_mobilenet_v2"]
 # ResNet-50 at 224 px: 4.09 G multiply-adds forward (torchvision's count); a train step costs about
 # 3 forward passes (forward, and backward's two products per layer).
 RESNET50_FORWARD_FLOP = 2 * 4.09e9
@@ -61,11 +58,19 @@ def cpu_peak():
     return peak, text
 
 
-def run(cmd):
+def run(cmd, echo=True):
+    """Runs cmd, stops with its error output if it fails; returns its standard output."""
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if r.returncode != 0:
         sys.exit("compare: %s failed (%d):\n%s" % (" ".join(cmd), r.returncode, r.stderr[-2000:]))
-    sys.stderr.write(r.stdout)
+    if echo:
+        sys.stderr.write(r.stdout)
+    return r.stdout
+
+
+def row_keys(program):
+    """The row keys a benchmark program measures (its --list), in its order."""
+    return run(program + ["--list"], echo=False).split()
 
 
 def main():
@@ -89,12 +94,17 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     common = ["--size", str(a.size), "--batch", str(a.batch), "--steps", str(a.steps), "--threads", str(a.threads),
               "--precision", a.precision]
-    keys = [k for k in a.only.split(",") if k] or KEYS
-    unknown = set(keys) - set(KEYS)
-    if unknown:
-        sys.exit("compare: unknown network key(s) %s; known: %s" % (", ".join(sorted(unknown)), ", ".join(KEYS)))
     programs = {"C++": [a.bench], "C++ plain": [a.bench, "--no-fold", "--no-memory-cache", "--no-channels-last"],
                 "Python": [a.python, os.path.join(HERE, "python_twin.py")]}
+    known = row_keys(programs["C++"])  # one list of networks, bench_models', which the twin must match
+    twin = row_keys(programs["Python"])
+    if twin != known:
+        sys.exit("compare: bench_models and python_twin.py measure different networks: %s against %s" %
+                 (", ".join(known), ", ".join(twin)))
+    keys = [k for k in a.only.split(",") if k] or known
+    unknown = set(keys) - set(known)
+    if unknown:
+        sys.exit("compare: unknown network key(s) %s; known: %s" % (", ".join(sorted(unknown)), ", ".join(known)))
     extras = []  # the extra columns: (name, program)
     if a.channels_last:
         extras.append(("C++ channels-last", [a.bench, "--channels-last"]))

@@ -5,7 +5,7 @@ folding, no channels-last), so that bench/compare.py can put C++ and Python side
 same LibTorch.
 
     python_twin.py [--size 224] [--batch 8] [--threads N] [--steps 3] [--precision fp32|bf16]
-                   [--only key,key] [--json FILE]
+                   [--only key,key] [--json FILE] [--list]
 
 The HalSal rows mirror halsal's HalSalNet: the saliency branch (AlexNet-style convolutions, max-pools
 after the first two, a 1x1 score, ReLU) on the image, its map resized bilinearly to the fusion
@@ -151,7 +151,11 @@ def main():
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--only", default="", help="comma list of row keys (default: all)")
     ap.add_argument("--json", help="also write the rows to this JSON file")
+    ap.add_argument("--list", action="store_true", help="print the row keys, one per line, and exit")
     a = ap.parse_args()
+    if a.list:
+        print("\n".join(key for key, _, _ in ROWS))
+        return
     torch.set_num_threads(a.threads or os.cpu_count())
     keys = [k for k in a.only.split(",") if k]
     unknown = set(keys) - {k for k, _, _ in ROWS}

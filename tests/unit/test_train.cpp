@@ -441,6 +441,10 @@ BOOST_AUTO_TEST_CASE(channels_last_by_default_for_depthwise_networks) {
   BOOST_TEST(!has_depthwise_convolutions(*AlexNet(4)));
   BOOST_TEST(!has_depthwise_convolutions(*torch::nn::Conv2d(torch::nn::Conv2dOptions(4, 8, 3).groups(2))));  // grouped
   BOOST_TEST(has_depthwise_convolutions(*torch::nn::Conv2d(torch::nn::Conv2dOptions(4, 8, 3).groups(4))));
+  // The default the trainer and bench_models share: depthwise on the CPU only (CUDA is unmeasured).
+  BOOST_TEST(channels_last_by_default(*MobileNetV2(4), torch::kCPU));
+  BOOST_TEST(!channels_last_by_default(*MobileNetV2(4), torch::Device("cuda:0")));
+  BOOST_TEST(!channels_last_by_default(*ResNet<18>(4), torch::kCPU));
 
   using Mobile = RgbNet<MobileNetV2>;
   Mobile mobile(4);

@@ -2,6 +2,7 @@
 // NHWC, and inputs made NHWC follow them through every convolution. The values are unchanged;
 // only the layout is, which some convolution kernels (oneDNN on x86, cuDNN with tensor cores) prefer.
 #pragma once
+#include <c10/core/Device.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/conv.h>
 
@@ -34,6 +35,13 @@ inline bool has_depthwise_convolutions(torch::nn::Module& net) {
       if (groups > 1 && groups == conv->options.in_channels()) return true;
     }
   return false;
+}
+
+/// The layout halsal chooses for `net` on `device` when the user does not: channels-last for
+/// networks with depthwise convolutions on the CPU (measured faster there), NCHW otherwise,
+/// CUDA included until a GPU run has measured it (docs/performance.md).
+inline bool channels_last_by_default(torch::nn::Module& net, const torch::Device& device) {
+  return device.is_cpu() && has_depthwise_convolutions(net);
 }
 
 /// While alive, `net` is stored channels-last (on); when it ends, the network is NCHW again, so

@@ -149,7 +149,7 @@ class Trainer {
     memory_cache_ = std::make_unique<CpuMemoryCacheScope>(config_.cache_cpu_memory);
     set_batchnorm_folding(*net_, config_.fold_batchnorm);
     channels_last_ = std::make_unique<ChannelsLastScope>(
-        net_.ptr(), config_.channels_last.value_or(device_.is_cpu() && has_depthwise_convolutions(*net_)));
+        net_.ptr(), config_.channels_last.value_or(channels_last_by_default(*net_, device_)));
     groups_ = apply_policy<Policy>(net_, FreezeOptions{config_.freeze_batchnorm});
     build_optimizer();
   }
