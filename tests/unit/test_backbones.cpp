@@ -252,6 +252,12 @@ BOOST_AUTO_TEST_CASE(replaced_head_is_xavier_and_keeps_names) {
 BOOST_AUTO_TEST_CASE(batchnorm_folding_matches_the_unfolded_network) {
   // BatchNorm in eval mode with running statistics and affine far from 1/0 (fill), so that folding
   // changes every convolution; the gradients reach the convolutions and BatchNorm's affine alike.
+  // The gradients are compared in float64: in float32 a pre-activation within rounding of 0 may
+  // land on the other side of a ReLU in one of the two networks, and every gradient upstream of it
+  // moves by ~1e-3 (seen once: ResNet-50, LibTorch 1.13, one thread, an AVX-512 CPU; one of 16,384
+  // ReLUs of layer4.1 flipped while float64 agreed with the unfolded network). That is the kink of
+  // ReLU, not folding, so float32 gradients get a bound that still catches a missing or wrong
+  // gradient path, and float32 logits (continuous across the kink) the tight one.
   torch::manual_seed(3);
   const auto x = torch::randn({2, 3, 64, 64});
   auto check = [&](torch::nn::Module& m, const std::function<torch::Tensor(const torch::Tensor&)>& forward,
@@ -259,15 +265,28 @@ BOOST_AUTO_TEST_CASE(batchnorm_folding_matches_the_unfolded_network) {
     fill_all(m);
     m.eval();
     BOOST_TEST(halsal::set_batchnorm_folding(m, true) == parts, model);
-    const auto folded = logits_and_gradients(m, forward, x);
+    auto folded = logits_and_gradients(m, forward, x);
     halsal::set_batchnorm_folding(m, false);
-    const auto apart = logits_and_gradients(m, forward, x);
+    auto apart = logits_and_gradients(m, forward, x);
+    const double logits = relative_difference(folded[0], apart[0]);
+    BOOST_TEST(logits <= 1e-5, model << ": float32 logits differ by " << logits);
     size_t where = 0;
-    const double worst = worst_difference(folded, apart, where);
-    BOOST_TEST_MESSAGE(model << ": folded vs unfolded, worst relative difference " << worst << " (tensor " << where
-                             << " of " << folded.size() << ")");
-    BOOST_TEST(worst <= 1e-5, model << ": tensor " << where << " differs by " << worst);
+    double worst = worst_difference(folded, apart, where);
+    BOOST_TEST_MESSAGE(model << ": float32, folded vs unfolded, logits " << logits << ", worst " << worst
+                             << " (tensor " << where << " of " << folded.size() << ")");
+    BOOST_TEST(worst <= 1e-2, model << ": float32 tensor " << where << " differs by " << worst);
     BOOST_TEST(relative_difference(folded[0], torch::zeros_like(folded[0])) > 0.0);  // not a zero network
+    m.to(torch::kFloat64);
+    const auto x64 = x.to(torch::kFloat64);
+    halsal::set_batchnorm_folding(m, true);
+    folded = logits_and_gradients(m, forward, x64);
+    halsal::set_batchnorm_folding(m, false);
+    apart = logits_and_gradients(m, forward, x64);
+    worst = worst_difference(folded, apart, where);
+    BOOST_TEST_MESSAGE(model << ": float64, folded vs unfolded, worst relative difference " << worst << " (tensor "
+                             << where << ")");
+    BOOST_TEST(worst <= 1e-10, model << ": float64 tensor " << where << " differs by " << worst);
+    m.to(torch::kFloat32);
     // In training mode BatchNorm uses the batch's statistics: nothing is folded, same results.
     // (The same dropout masks for both: MobileNetV2's classifier drops out in training mode.)
     m.train();
