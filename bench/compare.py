@@ -37,7 +37,7 @@ RESNET50_FORWARD_FLOP = 2 * 4.09e9
 
 def cpu_peak():
     """(GFLOP/s, text) of the fp32 peak: cores x FMA units x lanes x 2 x clock."""
-    flags, mhz, model = set(), None, "?"
+    flags, mhz, model, vendor, family = set(), None, "?", "", 0
     with open("/proc/cpuinfo") as f:
         for line in f:
             key, _, value = line.partition(":")
@@ -48,13 +48,24 @@ def cpu_peak():
                 mhz = float(value)
             elif key == "model name" and model == "?":
                 model = value.strip()
+            elif key == "vendor_id" and not vendor:
+                vendor = value.strip()
+            elif key == "cpu family" and not family:
+                family = int(value)
     cores = os.cpu_count()
     lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
-    fma_units = 2 if "fma" in flags else 1  # two 256-bit FMA pipes per core on Zen 2+ and Haswell+
+    # Zen 4 (AMD family 25 with AVX-512) runs a 512-bit FMA as two halves on its 256-bit pipes: its
+    # fp32 peak per cycle is AVX2's. Zen 5 (family 26) has 512-bit pipes.
+    split = vendor == "AuthenticAMD" and family < 26 and lanes == 16
+    if split:
+        lanes = 8
+    fma_units = 2 if "fma" in flags else 1  # two FMA pipes per core on Zen 2+ and Haswell+
     flops = 2 if "fma" in flags else 1
     peak = cores * fma_units * lanes * flops * (mhz or 0) / 1e3
-    text = ("%d cores x %d FMA units x %d fp32 lanes x 2 x %.0f MHz (/proc/cpuinfo's 'cpu MHz', the clock the "
-            "hypervisor reports) = %.1f GFLOP/s (%s)" % (cores, fma_units, lanes, mhz or 0, peak, model))
+    text = ("%d cores x %d FMA units x %d fp32 lanes%s x 2 x %.0f MHz (/proc/cpuinfo's 'cpu MHz', the clock the "
+            "hypervisor reports) = %.1f GFLOP/s (%s%s)" %
+            (cores, fma_units, lanes, " (AVX-512 split into 256-bit halves)" if split else "", mhz or 0, peak, model,
+             ", family %d" % family if family else ""))
     return peak, text
 
 
